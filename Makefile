@@ -1,0 +1,41 @@
+# avss_nb: the two commands are `make reproduce` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# What this machine kind needs (local wheels); override for other machines, e.g. TORCH_PINS="torch torchvision torchaudio".
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
+PRESET ?= quick
+PYTEST_ARGS ?=
+
+.PHONY: install test sync-check reproduce clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PINS)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# nbdev-export and nbdev-clean must leave the work tree exactly as they found it.
+sync-check: install
+	@state() { git status --porcelain --untracked-files=all; git diff; }; \
+	before=$$(state | md5sum); \
+	$(BIN)/nbdev-export; \
+	if [ "$$(state | md5sum)" != "$$before" ]; then git status --short; echo "nbdev-export changed files: notebooks and library are not in sync. Run nbdev-export and commit."; exit 1; fi; \
+	$(BIN)/nbdev-clean; \
+	if [ "$$(state | md5sum)" != "$$before" ]; then git status --short; echo "nbdev-clean changed notebooks: run nbdev-clean and commit."; exit 1; fi; \
+	echo "sync-check: notebooks exported and clean"
+
+test: sync-check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+reproduce: install
+	@echo "make reproduce is wired up by the reproduction issue (#9); not available yet."; exit 1
+
+clean-venv:
+	rm -rf $(VENV)
