@@ -4,26 +4,7 @@ import numpy as np
 import pytest
 import torch
 from avss_nb.audio import vggish_log_mel, clip_examples, build_audio_encoder
-
-
-def numpy_vggish_log_mel(wav: np.ndarray, sr: int = 16000) -> np.ndarray:
-    "VGGish log-mel examples written from the formula (no torch): [N,96,64]."
-    win, hop, nfft = 400, 160, 512
-    n_frames = 1 + (len(wav) - win) // hop
-    frames = np.stack([wav[i * hop:i * hop + win] for i in range(n_frames)])            # [F,400]
-    window = 0.5 - 0.5 * np.cos(2 * np.pi / win * np.arange(win))                         # periodic Hann
-    spectrum = np.abs(np.fft.rfft(frames * window, nfft))                                 # [F,257], zero-pad right
-    mel = lambda f: 1127.0 * np.log(1.0 + f / 700.0)
-    bins_mel = mel(np.linspace(0, sr / 2, nfft // 2 + 1))
-    edges = np.linspace(mel(125.0), mel(7500.0), 66)
-    weights = np.zeros((nfft // 2 + 1, 64))
-    for i in range(64):
-        lo, c, hi = edges[i:i + 3]
-        weights[:, i] = np.maximum(0, np.minimum((bins_mel - lo) / (c - lo), (hi - bins_mel) / (hi - c)))
-    weights[0] = 0
-    log_mel = np.log(spectrum @ weights + 0.01)                                           # [F,64]
-    n = n_frames // 96
-    return log_mel[:n * 96].reshape(n, 96, 64)
+from avsbench_fixtures import numpy_vggish_log_mel   # the VGGish formula in NumPy only
 
 
 def test_log_mel_matches_numpy_reference():
