@@ -128,9 +128,10 @@ def test_fscore_empty_gt_batch_counts_zero_per_batch():
 @pytest.mark.parametrize('batch_size', [1, 2, 3, None])
 def test_fscore_random_vs_official_loop(batch_size):
     g = torch.Generator().manual_seed(2)
-    prob = torch.sigmoid(2 * torch.randn(5, 3, 10, 10, generator=g))
-    prob[0, 0, 0, :3] = torch.tensor([0.0, 1.0, 0.5])
     gt = (torch.rand(5, 3, 10, 10, generator=g) > 0.7).long()
+    shift = 4 * torch.rand(5, 3, 1, 1, generator=g) - 2           # informative scores whose best threshold differs per frame
+    prob = torch.sigmoid(2 * torch.randn(5, 3, 10, 10, generator=g) + 3 * gt + shift)
+    prob[0, 0, 0, :3] = torch.tensor([0.0, 1.0, 0.5])
     gt[1] = 0; gt[3, 2] = 0
     ref = ref_fscore_official(prob, gt, batch_size or 5)
     assert abs(binary_fscore(prob, gt, batch_size=batch_size) - ref) < 1e-6
@@ -163,8 +164,9 @@ def test_fscore_bad_input_is_explained():
 
 def _binary_data(seed=5):
     g = torch.Generator().manual_seed(seed)
-    prob = torch.rand(6, 5, 8, 8, generator=g)
     gt = (torch.rand(6, 5, 8, 8, generator=g) > 0.6).long()
+    shift = 4 * torch.rand(6, 5, 1, 1, generator=g) - 2
+    prob = torch.sigmoid(2 * torch.randn(6, 5, 8, 8, generator=g) + 3 * gt + shift)
     gt[2] = 0
     has_gt = torch.ones(6, 5, dtype=torch.bool); has_gt[1, 1:] = False
     return prob, gt, has_gt
@@ -179,6 +181,7 @@ def test_binary_accumulator_matches_functions_and_merges():
     assert abs(r['miou'] - binary_miou(prob, gt, has_gt)) < 1e-12
     assert abs(r['miou_batch'] - binary_miou(prob, gt, has_gt, batch_size=2)) < 1e-12
     assert r['frames'] == int(has_gt.sum()) and r['batches'] == 3
+    assert abs(r['fscore_batch'] - r['fscore']) > 1e-3            # the data does show the batch dependence
     # two "ranks": summing state tensors == merge == one pass
     a, b = BinaryMetrics(), BinaryMetrics()
     for v in range(0, 6, 2): (a if v < 4 else b).update(prob[v:v + 2], gt[v:v + 2], has_gt[v:v + 2])
