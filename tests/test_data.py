@@ -246,3 +246,14 @@ def test_on_error_report_skips_and_lists(tmp_path):
     listed = json.loads(report.read_text())['problems']
     assert {p['video'] for p in listed} == {'broken', 'short'}
     assert {p['file'] for p in listed} == {str(exp[('val', 'broken')].frame_files[4]), str(exp[('val', 'short')].audio_file)}
+
+
+def test_bench_data_cli(object_root, capsys):
+    from avss_nb.cli import build_parser
+    from avss_nb.config import get_settings
+    root, _ = object_root
+    args = build_parser(['avss_nb.data']).parse_args(['bench', 'data', '--root', str(root), '--subset', 'ms3',
+                                                     '--split', 'train', '--size', '16', '--workers', '0'])
+    args.settings = get_settings(); args.func(args)
+    out = capsys.readouterr().out
+    assert 'ms3-train' in out and 'workers=0:' in out and 'frames/s' in out and 'nan' not in out
