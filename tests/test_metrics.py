@@ -284,8 +284,19 @@ def test_semantic_ignored_pixels_and_confusion():
     assert confusion_miou(pred, gt_ign, K, no_background=True) == pytest.approx(
         np.mean([((p == c) & (t == c)).sum() / ((p == c) | (t == c)).sum() for c in range(1, K) if ((p == c) | (t == c)).any()]))
 
+def test_inputs_are_not_modified():
+    gt = torch.randint(0, 4, (2, 5, 5), dtype=torch.int32); gt[0, 0] = 255
+    pred = torch.randint(0, 4, (2, 5, 5), dtype=torch.int32)
+    g0, p0 = gt.clone(), pred.clone()
+    SemanticMetrics(4).update(pred, gt, has_gt=[True, False])
+    binary_fscore(torch.rand(2, 5, 5), (gt == 1).int())
+    assert torch.equal(gt, g0) and torch.equal(pred, p0)
+
 def test_semantic_bad_labels_are_explained():
     with pytest.raises(ValueError, match='outside 0..3'): semantic_miou_fscore(torch.zeros(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 7), 4)
+    bad = torch.tensor([[[255, 7], [0, 0]]])                      # an invalid label next to ignored pixels
+    with pytest.raises(ValueError, match=r'\[7\]'): semantic_miou_fscore(torch.zeros(1, 2, 2, dtype=torch.long), bad, 4)
+    with pytest.raises(ValueError, match='outside'): semantic_miou_fscore(torch.zeros(1, 2, 2, dtype=torch.long), -bad, 4)
     with pytest.raises(ValueError, match='predicted labels'): semantic_miou_fscore(torch.full((1, 2, 2), 9), torch.zeros(1, 2, 2, dtype=torch.long), 4)
 
 # ---------------------------------------------------------------- benchmark command
