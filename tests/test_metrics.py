@@ -121,6 +121,7 @@ def test_fscore_empty_gt_batch_counts_zero_per_batch():
     gt = torch.stack([torch.tensor([[1, 0], [0, 0]]), torch.zeros(2, 2, dtype=torch.long)])[:, None]   # [V=2, T=1]
     prob = torch.stack([torch.tensor([[0.7, 0.2], [0.1, 0.0]]), torch.rand(2, 2)])[:, None]
     assert abs(binary_fscore(prob, gt, batch_size=1) - 0.5) < 1e-9      # official: (1 + 0) / 2
+    assert abs(binary_fscore(prob, gt, 0.3, 1) - 0.5) < 1e-9           # the positional order (prob, gt, beta2, batch_size)
     assert abs(binary_fscore(prob, gt) - 1.0) < 1e-9                    # one curve: the empty frame is skipped
     # a batch whose frames all lack ground truth does not exist (not counted as 0)
     assert abs(binary_fscore(prob, gt, has_gt=[[True], [False]], batch_size=1) - 1.0) < 1e-9
@@ -176,10 +177,10 @@ def test_binary_accumulator_matches_functions_and_merges():
     acc = BinaryMetrics()
     for b in range(0, 6, 2): acc.update(prob[b:b + 2], gt[b:b + 2], has_gt[b:b + 2])
     r = acc.compute()
-    assert abs(r['fscore_batch'] - binary_fscore(prob, gt, has_gt, batch_size=2)) < 1e-12
-    assert abs(r['fscore'] - binary_fscore(prob, gt, has_gt)) < 1e-12
-    assert abs(r['miou'] - binary_miou(prob, gt, has_gt)) < 1e-12
-    assert abs(r['miou_batch'] - binary_miou(prob, gt, has_gt, batch_size=2)) < 1e-12
+    assert abs(r['fscore_batch'] - binary_fscore(prob, gt, batch_size=2, has_gt=has_gt)) < 1e-12
+    assert abs(r['fscore'] - binary_fscore(prob, gt, has_gt=has_gt)) < 1e-12
+    assert abs(r['miou'] - binary_miou(prob, gt, has_gt=has_gt)) < 1e-12
+    assert abs(r['miou_batch'] - binary_miou(prob, gt, batch_size=2, has_gt=has_gt)) < 1e-12
     assert r['frames'] == int(has_gt.sum()) and r['batches'] == 3
     assert abs(r['fscore_batch'] - r['fscore']) > 1e-3            # the data does show the batch dependence
     # two "ranks": summing state tensors == merge == one pass
