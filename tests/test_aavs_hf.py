@@ -55,3 +55,22 @@ def test_checkpoint_directory(pair, tmp_path):
     report = load_hf_mask2former(fresh, tmp_path, strict=True)
     assert report['loaded'] > 0
     for k, v in ours.state_dict().items(): assert torch.equal(v, fresh.state_dict()[k]), k
+
+def test_transformers4_checkpoint_names(pair):
+    "Checkpoints saved by transformers 4.x (the official code's 4.35, the Hub's ADE20k files) use the older Swin names."
+    hf, ours, _ = pair
+    legacy = {}
+    for k, v in hf.state_dict().items():
+        k = k.replace('encoder.swin.', 'encoder.')                                  # SwinBackbone had no `swin` wrapper
+        for new, old in [('attention.q_proj', 'attention.self.query'), ('attention.k_proj', 'attention.self.key'),
+                         ('attention.v_proj', 'attention.self.value'), ('attention.o_proj', 'attention.output.dense'),
+                         ('attention.relative_position_bias.relative_position_bias_table', 'attention.self.relative_position_bias_table'),
+                         ('blocks.0.mlp.fc1', 'blocks.0.intermediate.dense'), ('blocks.0.mlp.fc2', 'blocks.0.output.dense'),
+                         ('blocks.1.mlp.fc1', 'blocks.1.intermediate.dense'), ('blocks.1.mlp.fc2', 'blocks.1.output.dense')]:
+            k = k.replace(new, old)
+        legacy[k] = v
+    assert any('attention.self.query' in k for k in legacy) and not any('.swin.' in k for k in legacy)
+    fresh = build_aavs(config=CFG).eval()
+    report = import_hf_mask2former(fresh, legacy)
+    assert report['missing'] == [] and report['mismatched'] == [], report
+    for k, v in ours.state_dict().items(): assert torch.equal(v, fresh.state_dict()[k]), k
