@@ -72,3 +72,39 @@ def test_smoke_two_stage_pipeline(tmp_path):
     assert (res['stage1']['hash'], res['stage2']['hash']) == (h1, h2)
     assert time.time() - t0 < 30, 'cached runs must not train again'
     assert time.time() - start < 180
+
+
+def test_prior_files_error_lists_every_problem(tmp_path):
+    import torch
+    from avss_nb.two_stage import PriorDir, PriorFilesError, VideoKey, prior_path, write_prior_png
+    keys = [VideoKey('v1s', 'ok', 2, 16), VideoKey('v1s', 'gone', 5, 16), VideoKey('v2', 'holes', 4, 16),
+            VideoKey('v2', 'odd', 2, 16)]
+    for vid, n in [('ok', 2), ('holes', 4), ('odd', 2)]:
+        sub = 'v1s' if vid == 'ok' else 'v2'
+        for i in range(n):
+            if vid == 'holes' and i in (1, 3): continue
+            side = 24 if (vid == 'odd' and i == 1) else 32
+            write_prior_png(prior_path(tmp_path, sub, vid, i), torch.rand(side, side))
+    with pytest.raises(PriorFilesError) as err:
+        PriorDir(tmp_path).validate(keys)
+    msg = str(err.value)
+    assert '3 problem(s)' in msg
+    assert 'v1s/gone: missing' in msg and 'missing frame(s) [1, 3] of 4' in msg and 'odd/1.png: size 24x24' in msg
+    assert 'ok' not in msg.replace('holes', '')                            # the complete video is not reported
+    assert PriorDir(tmp_path).load('v2', 'odd', 1, 16).shape == (1, 16, 16)  # resized to the frame side
+
+
+def test_run_spec_hash_covers_every_field():
+    from dataclasses import fields
+    from avss_nb.runs import RunSpec
+    base = RunSpec(task='semantic', priors='all', train_prior='gt', eval_prior='degraded:high')
+    changed = dict(model='tpavi', task='binary', dataset='toy:v2', preset='quick', seed=1, schedule='official',
+                   priors='mask_fusion', train_prior='degraded:low', eval_prior='gt', variant={'dropout': 0.1}, train={'epochs': 1})
+    assert set(changed) == {f.name for f in fields(RunSpec)}
+    keys = {base.key()}
+    for name, value in changed.items():
+        kw = dict(priors='none', train_prior='none', eval_prior='none') if name == 'task' else {}
+        keys.add(base.replace(**{name: value, **kw}).key())
+    assert len(keys) == len(changed) + 1
+    assert RunSpec(task='semantic', priors='robust_keys,mask_fusion,attn_init', train_prior='oracle',
+                   eval_prior='degraded:high').key() == base.key()
