@@ -61,6 +61,14 @@ def test_real_pack_builds_deterministic_smoke(tmp_path):
     assert 'drum_kit.ogg' not in attribution
     for e in list(m['sprites'].values()) + list(m['clips'].values()) + list(m['backgrounds'].values()):
         for ref in e['sources']: assert f'`{ref}`' in attribution, ref
+    # no leakage: a cut-out or recording in two splits is one the manifest lists as shared (or val+test only)
+    shared = set(m['shared_instances'])
+    for key, e in m['sprites'].items():
+        if 'train' in e['splits'] and len(e['splits']) > 1: assert e['class_name'] in shared, key
+    shared_rec = set(m['shared_recordings'])
+    for key, e in m['clips'].items():
+        if 'train' in e['splits'] and len(e['splits']) > 1: assert set(e['sources']) <= shared_rec, key
+    for key, e in m['backgrounds'].items(): assert len(e['splits']) == 1, key
     a, b = tmp_path/'a', tmp_path/'b'
     build_dataset(media, a, 'smoke', seed=5, workers=1, verbose=False)
     build_dataset(media, b, 'smoke', seed=5, workers=2, verbose=False)
