@@ -322,6 +322,6 @@ def add_cli(cli):
     p = cli.command('reproduce', "Run the experiment notebooks with papermill and write results/<preset>/.", _reproduce_main)
     p.add_argument('--preset', default=None, help="preset (default: settings' preset)")
     p.add_argument('--only', nargs='*', choices=EXPERIMENTS, help='run only these notebooks')
-    p.add_argument('--dataset', default='freeavs', choices=['freeavs', 'avsbench'], help='which benchmark')
+    p.add_argument('--dataset', default='freeavs', choices=['freeavs', 'avsbench', 'toy'], help='which benchmark (toy: generated, no media)')
     p.add_argument('--data-root', dest='data_root', default=None, help='dataset folder (default from settings)')
     p.add_argument('--force', action='store_true', help='retrain runs that already exist')
