@@ -34,8 +34,16 @@ sync-check: install
 test: sync-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Install, build the FreeAVS media pack and the preset's dataset if missing, then run every experiment notebook.
 reproduce: install
-	@echo "make reproduce is wired up by the reproduction issue (#9); not available yet."; exit 1
+	@set -e; \
+	pack=$$($(BIN)/python -c "from avss_nb.config import get_settings; print(get_settings().freeavs_pack)"); \
+	data=$$($(BIN)/python -c "from avss_nb.config import get_settings, get_preset; s = get_settings(); print(s.freeavs_root/get_preset('$(PRESET)').freeavs)"); \
+	fpreset=$$($(BIN)/python -c "from avss_nb.config import get_preset; print(get_preset('$(PRESET)').freeavs)"); \
+	if [ ! -f "$$pack/manifest.json" ]; then echo "== FreeAVS pack missing: building it in $$pack"; $(BIN)/avss-nb freeavs pack; fi; \
+	if [ ! -f "$$data/metadata.csv" ]; then echo "== FreeAVS $$fpreset missing: building it in $$data"; $(BIN)/avss-nb freeavs build --preset $$fpreset --out "$$data"; fi; \
+	echo "== running the experiment notebooks at preset $(PRESET)"; \
+	$(BIN)/avss-nb reproduce --preset $(PRESET) --dataset freeavs
 
 clean-venv:
 	rm -rf $(VENV)
