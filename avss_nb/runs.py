@@ -118,8 +118,8 @@ class RunSpec:
     def from_dict(cls, d:dict) -> 'RunSpec': return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
 
     def key(self) -> str:
-        "The run's hash."
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(',', ':'))
+        "The run's hash: the spec and the values of its preset (editing a preset never reuses stale runs)."
+        text = json.dumps(dict(self.to_dict(), preset_values=get_preset(self.preset).to_dict()), sort_keys=True, separators=(',', ':'))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def replace(self, **kw) -> 'RunSpec': return replace(self, **kw)
