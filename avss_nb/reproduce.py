@@ -286,6 +286,7 @@ def run_experiments(preset:str='quick',             # preset every notebook runs
                     parameters:dict|None=None,      # extra papermill parameters (dataset, device, seeds, force, ...)
                     results_dir:str|Path|None=None, # default: the settings' results_dir
                     kernel:str='python3',           # Jupyter kernel name
+                    log_output:bool=True,           # stream the notebooks' output (training bars) to this terminal
                    ) -> list[Path]:
     "Execute the experiment notebooks with papermill; returns the executed copies."
     import papermill as pm
@@ -301,7 +302,7 @@ def run_experiments(preset:str='quick',             # preset every notebook runs
         start = time.time()
         try:
             pm.execute_notebook(str(source), str(target), parameters=dict(preset=preset, **(parameters or {})),
-                                kernel_name=kernel, cwd=str(settings.root), progress_bar=False, log_output=False)
+                                kernel_name=kernel, cwd=str(settings.root), progress_bar=True, log_output=log_output)
         except Exception as e:
             raise RuntimeError(f"experiment {name} failed at {_failed_cell(target) if target.exists() else 'start'}: "
                                f"{type(e).__name__}; see {target}") from None
