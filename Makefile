@@ -8,7 +8,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 PRESET ?= quick
 PYTEST_ARGS ?=
 
-.PHONY: install test sync-check reproduce clean-venv
+.PHONY: install test sync-check reproduce gpu-wheels clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,21 @@ reproduce: install
 	if [ ! -f "$$data/metadata.csv" ]; then echo "== FreeAVS $$fpreset missing: building it in $$data"; $(BIN)/avss-nb freeavs build --preset $$fpreset --out "$$data"; fi; \
 	echo "== running the experiment notebooks at preset $(PRESET)"; \
 	$(BIN)/avss-nb reproduce --preset $(PRESET) --dataset freeavs
+
+# Wheels for a GPU machine that reaches no registry (Python 3.12, x86_64): what it lacks to run the experiment
+# notebooks (papermill, its kernel, nbdev, soundfile). Packages that machine already has are removed (a second numpy
+# breaks its torch). Carry .whl/ and data/freeavs_pack with the working tree; see README "On a GPU machine".
+GPU_PY ?= 3.12
+GPU_HAS := numpy pandas matplotlib pillow scipy torch torchvision torchaudio timm transformers tqdm safetensors psutil \
+	pyyaml requests contourpy kiwisolver fonttools cycler pyparsing python_dateutil packaging six urllib3 idna \
+	charset_normalizer certifi tzdata pytz
+gpu-wheels: install
+	rm -rf .whl
+	$(BIN)/python -m pip download -q --only-binary=:all: --python-version $(GPU_PY) --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		--platform any -d .whl papermill nbdev ipykernel soundfile cffi
+	@cd .whl && for name in $(GPU_HAS); do rm -f $$name-*.whl $$(echo $$name | sed 's/^./\U&/')-*.whl; done; \
+	ls | wc -l | xargs echo "wheels in .whl:"; du -sh . | cut -f1 | xargs echo "size:"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -81,3 +81,6 @@ def main(argv:list[str]|None=None, # arguments; default sys.argv[1:]
         parser.print_help(); return 0
     result = args.func(args)
     return result if isinstance(result, int) else 0
+
+# %% ../nbs/16_cli.ipynb #2d3cb818
+if __name__ == '__main__': sys.exit(main())
