@@ -1,4 +1,4 @@
-"""Overlays of masks on frames, figure grids, and the audio swaps the qualitative figures and the explorer use.
+"""Overlays of masks on frames, figure grids, and per-video predictions for the qualitative figures and the explorer.
 
 Docs: https://avss-nb.github.io/avss_nb/viz.html.md"""
 
