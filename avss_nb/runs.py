@@ -331,6 +331,7 @@ def _train_cli(args):
     rec = train_run(spec_from_args(args), args.settings, force=args.force, test=not args.no_test)
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0: _print_record(rec, args.settings)
+    if dist.is_available() and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()   # clean exit under torchrun
 
 def _evaluate_cli(args):
     run = args.run or spec_from_args(args)

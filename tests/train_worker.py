@@ -69,6 +69,9 @@ def main():
     if a.record and trainer.info.is_main:
         Path(a.record).write_text(json.dumps(dict(losses=losses, history=result['history'], best=result['best'],
                                                   world_size=trainer.info.world_size)))
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():   # a clean shutdown: without it gloo threads can abort at exit
+        dist.barrier(); dist.destroy_process_group()
 
 
 if __name__ == '__main__':
