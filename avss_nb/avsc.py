@@ -15,7 +15,7 @@ from .audio import build_audio_encoder, EMBEDDING_SIZE
 from .backbone import MSDeformPixelDecoder
 from .masked_decoder import MaskedAttentionDecoder
 from .criterion import CriterionConfig, SetCriterion, semantic_targets, _num_masks
-from .tpavi import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames
+from .tpavi import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, eval_outputs
 
 # %% auto #0
 __all__ = ['AVSCConfig', 'PotentialObjectSegmenter', 'potential_instances', 'localisation_map', 'silent_object_aware_loss',
@@ -257,10 +257,7 @@ class AVSC(nn.Module):
     @torch.no_grad()
     def predict(self, batch:dict, size=None) -> dict:
         "`labels` [N,H,W] (S_asl > threshold; semantic: the strongest instance's category) and `prob` = S_asl, in eval mode."
-        was_training = self.training
-        self.eval()
-        try: outputs = self(batch)
-        finally: self.train(was_training)
+        outputs = eval_outputs(self, batch)
         if size is None: size = batch['frames'].shape[-2:]
         local = self.localise(outputs, size)
         sounding = local['s_asl'] > self.config.sounding_threshold

@@ -14,7 +14,7 @@ from .audio import build_audio_encoder
 from .backbone import MSDeformPixelDecoder
 from .robust_keys import PriorConfig, frame_prior, fuse_prior
 from .criterion import dice_loss, ce_loss
-from .tpavi import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, per_pixel_predict
+from .tpavi import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, per_pixel_predict, eval_outputs
 
 # %% auto #0
 __all__ = ['AudioQueryGenerator', 'CrossModalMixer', 'AVSegFormerConfig', 'AVSegFormer', 'build_avsegformer']
@@ -156,11 +156,7 @@ class AVSegFormer(nn.Module):
     @torch.no_grad()
     def predict(self, batch:dict, size=None) -> dict:
         "`labels` [N,H,W] and sounding `prob` [N,H,W] at `size` (default: the input size), in eval mode."
-        was_training = self.training
-        self.eval()
-        try: logits = self(batch)['logits']
-        finally: self.train(was_training)
-        return per_pixel_predict(logits, size)
+        return per_pixel_predict(eval_outputs(self, batch)['logits'], size)
 
 def build_avsegformer(preset:Preset|str='smoke', # preset or its name
                       task:str='binary',         # 'binary', 'semantic', 's4', 'ms3' or 'avss'

@@ -17,8 +17,8 @@ from .robust_keys import PriorConfig, frame_prior, fuse_prior
 
 # %% auto #0
 __all__ = ['TASKS', 'PEER_BACKBONES', 'resolve_task', 'peer_backbone', 'audio_kind', 'TimmPyramid', 'flatten_frames',
-           'per_pixel_predict', 'DilatedNeck', 'TPAVI', 'tpavi_reference', 'ResidualConvUnit', 'FeatureFusionBlock',
-           'avm_kl_loss', 'TPAVIConfig', 'TPAVIModel', 'build_tpavi']
+           'eval_outputs', 'per_pixel_predict', 'DilatedNeck', 'TPAVI', 'tpavi_reference', 'ResidualConvUnit',
+           'FeatureFusionBlock', 'avm_kl_loss', 'TPAVIConfig', 'TPAVIModel', 'build_tpavi']
 
 # %% ../nbs/10a_tpavi.ipynb #9ad1fe79
 TASKS = {'binary': ('binary', None), 'semantic': ('semantic', None),
@@ -75,6 +75,16 @@ def flatten_frames(batch:dict, # a collated batch: frames [B,T,3,S,S], audio [B,
     if tuple(audio.shape[:2]) != (b, t):
         raise ValueError(f"batch['audio'] {tuple(audio.shape)} does not pair one example with each frame of {tuple(frames.shape)}")
     return frames.flatten(0, 1), audio.flatten(0, 1), b, t
+
+@torch.no_grad()
+def eval_outputs(model:nn.Module, # a model whose forward takes a batch
+                 batch:dict,      # a collated batch
+                ) -> dict:
+    "`model(batch)` in eval mode without gradients; the model's train/eval mode is restored afterwards."
+    was_training = model.training
+    model.eval()
+    try: return model(batch)
+    finally: model.train(was_training)
 
 def per_pixel_predict(logits:torch.Tensor, # [N,C,h,w]: C = 1 (binary) or 71 (semantic)
                       size=None,           # output side or (H, W); None keeps (h, w)
@@ -274,11 +284,7 @@ class TPAVIModel(nn.Module):
     @torch.no_grad()
     def predict(self, batch:dict, size=None) -> dict:
         "`labels` [N,H,W] and sounding `prob` [N,H,W] at `size` (default: the input size), in eval mode."
-        was_training = self.training
-        self.eval()
-        try: logits = self(batch)['logits']
-        finally: self.train(was_training)
-        return per_pixel_predict(logits, size)
+        return per_pixel_predict(eval_outputs(self, batch)['logits'], size)
 
 def build_tpavi(preset:Preset|str='smoke', # preset or its name
                 task:str='binary',         # 'binary', 'semantic', 's4', 'ms3' or 'avss'
