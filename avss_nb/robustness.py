@@ -10,6 +10,7 @@ import numpy as np, torch
 from torch.utils.data import Dataset, DataLoader
 from .audio import clip_examples, LOG_OFFSET
 from .data import collate_items
+from .train import to_device
 from .labels import IGNORE_INDEX
 
 # %% auto #0
@@ -98,8 +99,7 @@ def robustness_metrics(model,               # a model with predict(batch, size) 
     ious, empty = [], []
     try:
         for batch in loader:
-            batch_dev = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            labels = model.predict(batch_dev, size=batch['target'].shape[-1])['labels'].cpu()   # [N,H,W]
+            labels = model.predict(to_device(batch, device), size=batch['target'].shape[-1])['labels'].cpu()   # [N,H,W]
             has_gt = batch['has_gt'].reshape(-1)
             segmented = (labels != 0)[has_gt].flatten(1).float()                                 # [n, H*W]
             ious.append(1 - segmented.mean(1)); empty.append(segmented.sum(1) == 0)

@@ -97,8 +97,9 @@ def predict_item(model,           # a model with predict(batch, size) -> dict(la
                 ) -> torch.Tensor:
     "Predicted labels `[T,H,W]` of one video."
     from avss_nb.data import collate_items
+    from avss_nb.train import to_device
     device = device or next(model.parameters()).device
-    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate_items([item]).items()}
+    batch = to_device(collate_items([item]), device)
     return model.predict(batch, size=item['target'].shape[-1])['labels'].cpu()
 
 def video_rows(item:dict,              # one item: frames, target, has_gt
