@@ -311,15 +311,25 @@ def _failed_cell(executed:Path) -> str:
             return f"cell {i}: {cell.source.splitlines()[0] if cell.source else ''}"
     return 'cell unknown'
 
+def _show_papermill_log():
+    "Send papermill's log (the notebooks' printed lines) to stdout; without a handler only its warnings surface."
+    import logging, sys
+    log = logging.getLogger('papermill')
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter('%(message)s'))
+        log.addHandler(handler); log.setLevel(logging.INFO); log.propagate = False
+
 def run_experiments(preset:str='quick',             # preset every notebook runs at
                     names:tuple=EXPERIMENTS,        # experiment notebooks to run, in order
                     parameters:dict|None=None,      # extra papermill parameters (dataset, device, seeds, force, ...)
                     results_dir:str|Path|None=None, # default: the settings' results_dir
                     kernel:str='python3',           # Jupyter kernel name
-                    log_output:bool=True,           # stream the notebooks' output (training bars) to this terminal
+                    log_output:bool=True,           # stream the notebooks' printed output (one line per epoch) here
                    ) -> list[Path]:
     "Execute the experiment notebooks with papermill; returns the executed copies."
     import papermill as pm
+    if log_output: _show_papermill_log()
     settings = get_settings()
     out_dir = Path(results_dir or settings.results_dir)/preset/'notebooks'
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from .train import (TrainConfig, Trainer, evaluate, init_distributed, seed_every
 
 # %% auto #0
 __all__ = ['TASKS', 'DATASET_SOURCES', 'parse_dataset', 'build_dataset', 'RunSpec', 'build_model', 'train_config', 'run_dir',
-           'record_path', 'load_record', 'git_revision', 'describe_device', 'train_run', 'write_record',
+           'record_path', 'load_record', 'git_revision', 'describe_device', 'epoch_line', 'train_run', 'write_record',
            'load_run_model', 'evaluate_run', 'list_runs', 'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
 
 # %% ../nbs/14_runs.ipynb #cd510c7a
@@ -178,6 +178,14 @@ def _summary(metrics:dict) -> dict:
     "Scalars only (per-class lists stay in the full metrics)."
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
+def epoch_line(trainer, event:str):
+    "Trainer callback: print one line per finished epoch (loss, validation score, seconds), so logs show progress."
+    if event != 'epoch' or not trainer.info.is_main: return
+    row, cfg = trainer.history[-1], trainer.config
+    score = row.get(f'val_{cfg.best_metric}')
+    val = f"  val {cfg.best_metric} {score:.4f}" if score is not None else ''
+    print(f"  epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}{val}  ({row['epoch_s']:.0f} s)", flush=True)
+
 def train_run(spec:RunSpec,                 # what to train
               settings:Settings|None=None,  # paths and device; default get_settings()
               force:bool=False,             # train again even if the record exists (deletes the run folder)
@@ -191,6 +199,7 @@ def train_run(spec:RunSpec,                 # what to train
     rec = load_record(h, settings)
     if rec is not None and rec.get('status') == 'done' and not force: return rec
     info, device = init_distributed(settings.device)
+    if progress and info.is_main: print(f"run {h}: training {spec.model} on {spec.dataset} ({spec.task}, preset {spec.preset}, seed {spec.seed})", flush=True)
     folder = run_dir(h, settings)
     if force and info.is_main and folder.exists(): shutil.rmtree(folder)
     barrier()
@@ -200,7 +209,8 @@ def train_run(spec:RunSpec,                 # what to train
     from avss_nb.models import criterion_for
     train_ds, val_ds = _datasets(spec, 'train', settings), _datasets(spec, 'val', settings)
     cfg = train_config(spec, settings, progress=progress)
-    trainer = Trainer(model, criterion_for(model), train_ds, val_ds, cfg, folder, task=spec.task, callbacks=callbacks)
+    trainer = Trainer(model, criterion_for(model), train_ds, val_ds, cfg, folder, task=spec.task,
+                      callbacks=[*callbacks, *([epoch_line] if progress else [])])
     result = trainer.fit(resume=True)
     best = folder/'ckpt'/'best.safetensors'
     if best.is_file(): load_weights(unwrap(trainer.model), best)
