@@ -47,7 +47,8 @@ PALETTE = make_palette()
 
 # %% ../nbs/00a_labels.ipynb #284296a8
 _CODE = PALETTE.astype(np.int64) @ np.array([65536, 256, 1])
-_LOOKUP = dict(zip(_CODE.tolist(), range(NUM_CLASSES)))
+_ORDER = np.argsort(_CODE)   # palette indices by colour code, for a binary search per pixel
+_SORTED_CODE = _CODE[_ORDER]
 
 def labels_to_rgb(labels:np.ndarray, # [H,W] integer class indices 0..70
                  ) -> np.ndarray:
@@ -64,9 +65,10 @@ def rgb_to_labels(rgb:np.ndarray,            # [H,W,3] uint8 colour mask
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] < 3: raise ValueError(f"{source}: expected an RGB image, got shape {rgb.shape}")
     code = rgb[..., :3].astype(np.int64) @ np.array([65536, 256, 1])
-    uniq, inverse = np.unique(code, return_inverse=True)
-    unknown = [u for u in uniq.tolist() if u not in _LOOKUP]
-    if unknown:
-        colours = [((u >> 16) & 255, (u >> 8) & 255, u & 255) for u in unknown[:5]]
+    pos = np.searchsorted(_SORTED_CODE, code).clip(max=NUM_CLASSES - 1)
+    known = _SORTED_CODE[pos] == code
+    if not known.all():
+        unknown = np.unique(code[~known])[:5].tolist()
+        colours = [((u >> 16) & 255, (u >> 8) & 255, u & 255) for u in unknown]
         raise ValueError(f"{source}: colour(s) {colours} are not in the 71-class AVSBench palette")
-    return np.array([_LOOKUP[u] for u in uniq.tolist()], dtype=np.int64)[inverse].reshape(code.shape)
+    return _ORDER[pos]
