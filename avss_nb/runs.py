@@ -150,11 +150,11 @@ def load_record(run:'RunSpec|str', settings:Settings|None=None) -> dict|None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 def git_revision(root:str|Path|None=None) -> dict|None:
-    "Commit and whether tracked files differ from it."
+    "Commit and whether tracked files other than results/ (what a reproduction rewrites) differ from it."
     root = root or project_root()
     try:
         commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
-        dirty = subprocess.run(['git', 'status', '--porcelain', '-uno'], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '-uno', '--', '.', ':(exclude)results'], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
     except (OSError, subprocess.SubprocessError): return None
     return dict(commit=commit, dirty=bool(dirty)) if commit else None
 
