@@ -20,9 +20,9 @@ from .masked_decoder import MaskedAttentionDecoder
 from .robust_keys import PriorConfig, RobustKeys, frame_prior, fuse_prior, prior_attention_mask
 
 # %% auto #0
-__all__ = ['TASKS', 'FREEZE_POLICIES', 'AAVSConfig', 'AAVS', 'postprocess', 'build_aavs', 'count_parameters', 'adapter_phase',
-           'hf_state_to_aavs', 'import_hf_mask2former', 'load_hf_mask2former', 'hf_mask2former_config', 'bench_model',
-           'format_bench', 'add_cli']
+__all__ = ['TASKS', 'FREEZE_POLICIES', 'AAVSConfig', 'AAVS', 'postprocess', 'build_aavs', 'count_parameters', 'hf_state_to_aavs',
+           'import_hf_mask2former', 'load_hf_mask2former', 'hf_mask2former_config', 'bench_model', 'format_bench',
+           'add_cli']
 
 # %% ../nbs/09_aavs.ipynb #83d3f20a
 TASKS = {'binary': 2, 'semantic': NUM_CLASSES}   # K: classes predicted (binary: background, sounding)
@@ -185,18 +185,6 @@ def count_parameters(model:nn.Module) -> dict:
     "Total and trainable parameter counts."
     return dict(total=sum(p.numel() for p in model.parameters()),
                 trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
-
-# %% ../nbs/09_aavs.ipynb #6e34ee20
-def adapter_phase(model:nn.Module, # an AAVS (or any model holding BottleneckAdapters)
-                  phase:str,       # 'frozen': zeroed and frozen (official phase A); 'train': default init, trainable (phase B)
-                 ) -> int:         # adapters switched
-    "Put the Swin adapters in the official phase A or phase B state."
-    from avss_nb.backbone import reset_adapters
-    if phase not in ('frozen', 'train'): raise ValueError(f"unknown adapter phase {phase!r}; choose 'frozen' or 'train'")
-    count = reset_adapters(model, 'zeros' if phase == 'frozen' else 'default')
-    for name, p in model.named_parameters():
-        if '.adapter.' in name: p.requires_grad_(phase == 'train')
-    return count
 
 # %% ../nbs/09_aavs.ipynb #f2ec2493
 def hf_state_to_aavs(state:dict, # Mask2FormerForUniversalSegmentation (or Mask2FormerModel) state dict
