@@ -91,18 +91,24 @@ def robustness_metrics(model,               # a model with predict(batch, size) 
                        device=None,         # default: the model's device
                        seed:int=0,          # seeds the mismatched partners
                       ) -> dict:
-    "Silent-region mIoU and recognition accuracy (AVSC Table 6) of `model` under an audio swap."
+    "Silent-region mIoU and recognition accuracy (AVSC Table 6) of `model` under an audio swap, and how much the swap changed."
     if mode not in ('silence', 'mismatched'): raise ValueError(f"robustness is scored under 'silence' or 'mismatched', not {mode!r}")
     device = device or next(model.parameters()).device
-    loader = DataLoader(AudioSwap(dataset, mode, seed), batch_size=batch_size, collate_fn=collate_items)
+    swapped = DataLoader(AudioSwap(dataset, mode, seed), batch_size=batch_size, collate_fn=collate_items)
+    original = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_items)   # same order: no shuffling
     was_training = model.training; model.eval()
-    ious, empty = [], []
+    ious, empty, changed = [], [], []
     try:
-        for batch in loader:
-            labels = model.predict(to_device(batch, device), size=batch['target'].shape[-1])['labels'].cpu()   # [N,H,W]
+        for batch, before in zip(swapped, original):
+            size = batch['target'].shape[-1]
+            labels = model.predict(to_device(batch, device), size=size)['labels'].cpu()        # [N,H,W]
+            heard = model.predict(to_device(before, device), size=size)['labels'].cpu()        # with the original audio
             has_gt = batch['has_gt'].reshape(-1)
             segmented = (labels != 0)[has_gt].flatten(1).float()                                 # [n, H*W]
             ious.append(1 - segmented.mean(1)); empty.append(segmented.sum(1) == 0)
+            changed.append((labels != heard)[has_gt].flatten(1).float().mean(1))
     finally: model.train(was_training)
-    ious, empty = torch.cat(ious), torch.cat(empty)
-    return dict(mode=mode, silent_miou=ious.mean().item(), recognition_accuracy=empty.float().mean().item(), frames=int(ious.numel()))
+    ious, empty, changed = torch.cat(ious), torch.cat(empty), torch.cat(changed)
+    return dict(mode=mode, silent_miou=ious.mean().item(), recognition_accuracy=empty.float().mean().item(),
+                changed_pixels=changed.mean().item(), frames=int(ious.numel()))
+
