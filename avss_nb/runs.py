@@ -199,7 +199,9 @@ def train_run(spec:RunSpec,                 # what to train
     rec = load_record(h, settings)
     if rec is not None and rec.get('status') == 'done' and not force: return rec
     info, device = init_distributed(settings.device)
-    if progress and info.is_main: print(f"run {h}: training {spec.model} on {spec.dataset} ({spec.task}, preset {spec.preset}, seed {spec.seed})", flush=True)
+    if progress and info.is_main:
+        extra = ''.join(f", {k} {v}" for k, v in [('priors', spec.priors), ('variant', dict(spec.variant))] if v and v != 'none')
+        print(f"run {h}: training {spec.model} on {spec.dataset} ({spec.task}, preset {spec.preset}, seed {spec.seed}{extra})", flush=True)
     folder = run_dir(h, settings)
     if force and info.is_main and folder.exists(): shutil.rmtree(folder)
     barrier()
