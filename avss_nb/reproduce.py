@@ -58,7 +58,7 @@ def paper_number(*keys) -> float|None:
     return node
 
 # %% ../nbs/17_reproduce.ipynb #41433c0f
-TIE_POINTS = 0.05   # gaps below this many percentage points (the tables' printed precision) are ties
+TIE_POINTS = 0.1   # gaps below the tables' printed precision (0.1 points) are ties: equal printed numbers never 'hold'
 
 @dataclass
 class Claim:
