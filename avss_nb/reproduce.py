@@ -294,9 +294,11 @@ def experiment_setup(dataset:str='toy',       # 'freeavs', 'avsbench' or 'toy'
     seeds = list(seeds) if seeds else list(get_preset(preset).seeds)
     out_dir = Path(settings.results_dir)/preset
     caption = (f"Measured on **{dataset}** at the **{preset}** preset, seeds {seeds}, on {machine_description(device)}, "
-               f"revision `{revision()}`. Ours: test split; S4/MS3 F-score is the batch-independent curve over the "
-               f"whole test set (`fscore`), AVSS mIoU/F the official per-class definition with background. "
-               f"Paper: AVSBench numbers as printed. Each of our numbers links to its run file.")
+               f"table written at revision `{revision()}` (each run file names the revision that trained it). Ours: test "
+               f"split; S4/MS3 F-score is the batch-independent curve over the whole test set (`fscore`), AVSS mIoU/F the "
+               f"official per-class definition with background. Paper: AVSBench numbers as printed. Each of our numbers "
+               f"links to its run file.")
+    if len(seeds) == 1: caption += " One seed: a verdict compares single runs; how far another seed would move them is not measured."
     return settings, seeds, out_dir, caption
 
 # %% ../nbs/17_reproduce.ipynb #63b14143
