@@ -6,7 +6,7 @@ Docs: https://avss-nb.github.io/avss_nb/runs.html.md"""
 
 # %% ../nbs/14_runs.ipynb #801d6d12
 from __future__ import annotations
-import os, json, time, shutil, hashlib, datetime, subprocess, platform
+import os, sys, json, time, shutil, hashlib, datetime, subprocess, platform
 from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 import torch
@@ -179,12 +179,12 @@ def _summary(metrics:dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 def epoch_line(trainer, event:str):
-    "Trainer callback: print one line per finished epoch (loss, validation score, seconds), so logs show progress."
+    "Trainer callback: one line per finished epoch (loss, validation score, seconds) on stderr, so logs show progress."
     if event != 'epoch' or not trainer.info.is_main: return
     row, cfg = trainer.history[-1], trainer.config
     score = row.get(f'val_{cfg.best_metric}')
     val = f"  val {cfg.best_metric} {score:.4f}" if score is not None else ''
-    print(f"  epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}{val}  ({row['epoch_s']:.0f} s)", flush=True)
+    print(f"  epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}{val}  ({row['epoch_s']:.0f} s)", file=sys.stderr, flush=True)
 
 def train_run(spec:RunSpec,                 # what to train
               settings:Settings|None=None,  # paths and device; default get_settings()
@@ -201,7 +201,7 @@ def train_run(spec:RunSpec,                 # what to train
     info, device = init_distributed(settings.device)
     if progress and info.is_main:
         extra = ''.join(f", {k} {v}" for k, v in [('priors', spec.priors), ('variant', dict(spec.variant))] if v and v != 'none')
-        print(f"run {h}: training {spec.model} on {spec.dataset} ({spec.task}, preset {spec.preset}, seed {spec.seed}{extra})", flush=True)
+        print(f"run {h}: training {spec.model} on {spec.dataset} ({spec.task}, preset {spec.preset}, seed {spec.seed}{extra})", file=sys.stderr, flush=True)
     folder = run_dir(h, settings)
     if force and info.is_main and folder.exists(): shutil.rmtree(folder)
     barrier()
