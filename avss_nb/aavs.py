@@ -20,9 +20,9 @@ from .masked_decoder import MaskedAttentionDecoder
 from .robust_keys import PriorConfig, RobustKeys, frame_prior, fuse_prior, prior_attention_mask
 
 # %% auto #0
-__all__ = ['TASKS', 'FREEZE_POLICIES', 'AAVSConfig', 'AAVS', 'postprocess', 'build_aavs', 'count_parameters', 'hf_state_to_aavs',
-           'import_hf_mask2former', 'load_hf_mask2former', 'hf_mask2former_config', 'bench_model', 'format_bench',
-           'add_cli']
+__all__ = ['TASKS', 'FREEZE_POLICIES', 'AAVSConfig', 'AAVS', 'postprocess', 'build_aavs', 'hf_init_missing', 'require_weights',
+           'check_pretrained', 'count_parameters', 'hf_state_to_aavs', 'import_hf_mask2former', 'load_hf_mask2former',
+           'hf_mask2former_config', 'bench_model', 'format_bench', 'add_cli']
 
 # %% ../nbs/09_aavs.ipynb #83d3f20a
 TASKS = {'binary': 2, 'semantic': NUM_CLASSES}   # K: classes predicted (binary: background, sounding)
@@ -46,7 +46,7 @@ class AAVSConfig:
     backbone_kwargs: dict = field(default_factory=dict)
     backbone_weights: str|None = None    # local timm / HF Swin checkpoint for the backbone
     adapters: bool = True                # Swin bottleneck adapters
-    adapter_init: str = 'identity'       # 'identity', 'zeros' (official phase A), 'default' (phase B)
+    adapter_init: str = 'identity'       # 'identity', 'zeros' (official phase A), 'official' (phase B: N(0, 0.02)), 'default' (PyTorch)
     attn_adapters: str = 'none'          # official `avs_adapt` in pixel-decoder / decoder self-attention: 'none', 'replace', 'after'
     pixel_decoder: str = 'msdeform'      # 'msdeform' (official) or 'fpn' (paper text)
     pixel_decoder_layers: int = 6
@@ -58,10 +58,13 @@ class AAVSConfig:
     num_queries: int|None = None         # default: preset queries_binary / queries_semantic
     audio_queries: str = 'adaptive'      # 'adaptive' (Eq. 1), 'repeat' (Table 3 origin), 'none'
     audio_encoder: str = 'small'         # avss_nb.audio.build_audio_encoder kind
-    audio_weights: str|None = None       # its weights (VGGish: torchvggish state dict)
+    audio_weights: str|None = None       # its weights (VGGish: torchvggish state dict); a loaded VGGish stays frozen
     priors: PriorConfig = field(default_factory=PriorConfig)
     freeze: str = 'none'                 # key of FREEZE_POLICIES
     dropout: float = 0.0
+    pretrained: bool = False             # expects pretrained weights (the preset's `pretrained`): `build_aavs` refuses to build without them
+    from_scratch: bool = False           # explicit opt-in: build anyway, from random weights (benchmarks, tests, training from scratch)
+    audio_trainable: bool = False        # fine-tune a loaded VGGish (official: frozen embeddings)
 
     @property
     def num_classes(self) -> int: return TASKS[self.task]
@@ -76,7 +79,8 @@ class AAVSConfig:
         if task not in TASKS: raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
         p = get_preset(preset)
         kw = dict(task=task, image_size=p.image_size, eval_size=p.eval_size, backbone=p.backbone,
-                  backbone_kwargs=dict(p.backbone_kwargs), hidden_dim=p.hidden_dim, num_heads=p.num_heads,
+                  backbone_kwargs={'drop_path_rate': p.drop_path_rate, **p.backbone_kwargs}, hidden_dim=p.hidden_dim, num_heads=p.num_heads,
+                  audio_encoder=p.audio_encoder, pretrained=p.pretrained,
                   pixel_decoder_layers=p.pixel_decoder_layers, decoder_layers=p.decoder_layers,
                   dim_feedforward=p.dim_feedforward,
                   num_queries=p.queries_binary if task == 'binary' else p.queries_semantic,
@@ -105,7 +109,8 @@ class AAVS(nn.Module):
             self.backbone.channels, hidden_dim=cfg.hidden_dim, mask_dim=cfg.hidden_dim, num_layers=cfg.pixel_decoder_layers,
             heads=cfg.num_heads, ffn_dim=cfg.pixel_decoder_ffn or 4 * cfg.hidden_dim, strides=self.backbone.strides,
             dropout=cfg.dropout, attn_adapter=cfg.attn_adapters)
-        self.audio_encoder = build_audio_encoder(cfg.audio_encoder, cfg.audio_weights) if cfg.audio_queries != 'none' else None
+        self.audio_encoder = build_audio_encoder(cfg.audio_encoder, cfg.audio_weights, freeze=False if cfg.audio_trainable else None) \
+            if cfg.audio_queries != 'none' else None
         self.audio_queries = AudioQueryGenerator(cfg.num_queries, cfg.hidden_dim, mode=cfg.audio_queries)
         self.robust_keys = RobustKeys(cfg.hidden_dim, cfg.priors.low, cfg.priors.high, cfg.priors.paper_boundaries) \
             if cfg.priors.robust_keys else None
@@ -166,20 +171,94 @@ def build_aavs(preset:str|Preset='smoke', # preset name or Preset
                task:str='binary',          # 'binary' or 'semantic'
                priors=None,                # PriorConfig or spec: None/'none', 'all', 'mask_fusion,attn_init,robust_keys'
                hf_checkpoint:str|None=None, # local Mask2Former checkpoint (directory or file) to start from
+                                           # (official: facebook/mask2former-swin-base-ade-semantic)
+               weights:str|None=None,      # a whole AAVS state dict (e.g. a trainer's best.safetensors), loaded last
                **overrides,                # AAVSConfig fields
               ) -> AAVS:
-    "An AAVS model for `preset` and `task`."
+    "An AAVS model for `preset` and `task`; refuses to leave weights random that the configuration expects pretrained."
     cfg = overrides.pop('config', None) or AAVSConfig.from_preset(preset, task, priors, **overrides)
-    model = AAVS(cfg)
-    if cfg.backbone_weights: load_backbone_weights(model.backbone, cfg.backbone_weights)
-    if hf_checkpoint: load_hf_mask2former(model, hf_checkpoint)
     if cfg.freeze not in FREEZE_POLICIES: raise ValueError(f"unknown freeze policy {cfg.freeze!r}; choose from {sorted(FREEZE_POLICIES)}")
-    freeze(model, FREEZE_POLICIES[cfg.freeze])
+    require_weights(cfg, hf_checkpoint, weights)
+    model = AAVS(cfg)
+    loaded = set()                       # parameter names that came from a file
+    if model.audio_encoder is not None and cfg.audio_weights:
+        loaded |= {'audio_encoder.' + n for n, _ in model.audio_encoder.named_parameters()}
+    if cfg.backbone_weights:
+        loaded |= {'backbone.' + k for k in load_backbone_weights(model.backbone, cfg.backbone_weights)['keys']}
+    if hf_checkpoint:
+        report = load_hf_mask2former(model, hf_checkpoint)
+        loaded |= set(report['keys'])
+        hf_init_missing(model, loaded)
+    if weights:
+        from avss_nb.audio import read_state_dict
+        state, own = read_state_dict(weights), model.state_dict()
+        missing = [k for k in own if k not in state]
+        if missing: raise ValueError(f"{weights}: not an AAVS state dict of this configuration; missing {missing[:5]}")
+        try: model.load_state_dict({k: v for k, v in state.items() if k in own})   # (a trainer's file may hold criterion.* too)
+        except RuntimeError as e: raise ValueError(f"{weights}: not an AAVS state dict of this configuration: {e}") from e
+        loaded |= {n for n, _ in model.named_parameters()}
+    freeze(model, FREEZE_POLICIES[cfg.freeze], unfreeze_pretrained=cfg.audio_trainable)
     if cfg.attn_adapters == 'replace':   # projections the adapters replace take no part in the forward pass
         for name, p in model.named_parameters():
-            if name.endswith(('self_attn.output_proj.weight', 'self_attn.output_proj.bias',
-                              'self_attn.out_proj.weight', 'self_attn.out_proj.bias')): p.requires_grad_(False)
+            if name.endswith(_REPLACED): p.requires_grad_(False)
+    check_pretrained(model, loaded, hf_checkpoint=hf_checkpoint, weights=weights)
     return model
+
+_REPLACED = ('self_attn.output_proj.weight', 'self_attn.output_proj.bias', 'self_attn.out_proj.weight', 'self_attn.out_proj.bias')
+
+_WEIGHT_SOURCES = {   # which argument supplies the weights of each part (for error messages)
+    'backbone.': "hf_checkpoint=<local Mask2Former checkpoint, e.g. facebook/mask2former-swin-base-ade-semantic> or backbone_weights=<Swin file>",
+    'audio_encoder.': "audio_weights=<VGGish state dict, e.g. torchvggish's vggish-10086976.pth>",
+}
+_SCRATCH = ("; or pass from_scratch=True to build it from random weights on purpose (e.g. build_aavs('paper', from_scratch=True), "
+            "or the run variant from_scratch=True)")
+
+def hf_init_missing(model:AAVS,  # a model just filled from a Hugging Face checkpoint
+                    loaded:set,  # names of the parameters the checkpoint supplied
+                   ):
+    "Hugging Face's init for the queries and class head a checkpoint did not supply (e.g. 30 queries against ADE's 100)."
+    from avss_nb.backbone import hf_init_linear_, HF_INIT_STD
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in ('audio_queries.queries_features.weight', 'audio_queries.queries_embedder.weight'):
+            if name not in loaded: nn.init.normal_(params[name], std=HF_INIT_STD)
+    if 'decoder.class_predictor.weight' not in loaded: hf_init_linear_(model.decoder.class_predictor)
+
+def _what(cfg:AAVSConfig) -> str: return f"AAVS ({cfg.backbone}, task {cfg.task!r}, freeze {cfg.freeze!r})"
+
+def require_weights(cfg:AAVSConfig,    # the configuration to build
+                    hf_checkpoint=None, # what build_aavs was given
+                    weights=None,
+                   ):
+    "Raise, before anything is built, if `cfg` expects pretrained weights (`pretrained=True`) that were not given."
+    if cfg.from_scratch or not cfg.pretrained: return
+    if not (hf_checkpoint or weights or cfg.backbone_weights):
+        raise ValueError(f"{_what(cfg)} expects pretrained weights (its preset has pretrained=True) and none were given: pass "
+                         f"{_WEIGHT_SOURCES['backbone.']}, or weights=<an AAVS checkpoint>" + _SCRATCH)
+    if cfg.audio_queries != 'none' and cfg.audio_encoder == 'vggish' and not (cfg.audio_weights or weights):
+        raise ValueError(f"{_what(cfg)} expects a pretrained, frozen VGGish and none was given: pass {_WEIGHT_SOURCES['audio_encoder.']}"
+                         + _SCRATCH)
+
+def check_pretrained(model:AAVS,          # a built model, freeze policy applied
+                     loaded:set,          # names of the parameters loaded from files
+                     hf_checkpoint=None,  # what build_aavs was given
+                     weights=None,
+                    ):
+    "Raise if the configuration expects pretrained weights that were not given, or a frozen parameter stayed random."
+    cfg = model.cfg
+    if cfg.from_scratch: return
+    require_weights(cfg, hf_checkpoint, weights)
+    what = _what(cfg)
+    norms = {f'{m}.{n}' if m else n for m, mod in model.named_modules() if isinstance(mod, (nn.LayerNorm, nn.GroupNorm))
+             for n, _ in mod.named_parameters(recurse=False)}      # deterministic init (ones / zeros): not random
+    random_frozen = [n for n, p in model.named_parameters() if not p.requires_grad and n not in loaded and n not in norms
+                     and not (cfg.attn_adapters == 'replace' and n.endswith(_REPLACED))]
+    if random_frozen:
+        parts = sorted({n.split('.')[0] + '.' for n in random_frozen})
+        hint = '; '.join(f"{p[:-1]}: {_WEIGHT_SOURCES.get(p, _WEIGHT_SOURCES['backbone.'].split(' or ')[0])}" for p in parts)
+        raise ValueError(f"{what} would freeze {len(random_frozen)} randomly initialised parameters (e.g. {random_frozen[:3]}) "
+                         f"that no weights file supplied, so they would never train. Give their weights ({hint}), "
+                         f"or choose a freeze policy that trains them (freeze='none')" + _SCRATCH)
 
 def count_parameters(model:nn.Module) -> dict:
     "Total and trainable parameter counts."
@@ -223,7 +302,7 @@ def import_hf_mask2former(model:AAVS, state:dict) -> dict:
     skip = ('.adapter.', 'audio_encoder.', 'audio_proj', 'robust_keys.', 'relative_position_index', 'attn_mask')
     missing = sorted(k for k in ours if k not in loaded and not any(s in k for s in skip))
     return dict(loaded=len(loaded), mismatched=mismatched, missing=missing,
-                unused=sorted(k for k in renamed if k not in ours))
+                unused=sorted(k for k in renamed if k not in ours), keys=sorted(loaded))
 
 def load_hf_mask2former(model:AAVS,       # model to fill
                         path:str|Path,    # checkpoint directory (model.safetensors / pytorch_model.bin) or file
@@ -330,7 +409,7 @@ def bench_model(preset:str|Preset='smoke', # preset
     p = get_preset(preset)
     b = batch_size or p.batch_size
     torch.manual_seed(seed)
-    cfg = AAVSConfig.from_preset(p, task, priors, freeze='none', **overrides)
+    cfg = AAVSConfig.from_preset(p, task, priors, **{'freeze': 'none', 'from_scratch': True, **overrides})   # timing needs no weights
     model = build_aavs(config=cfg).to(dev)
     s, n = cfg.image_size, b * frames
     g = torch.Generator().manual_seed(seed)

@@ -213,4 +213,5 @@ def build_audio_encoder(kind:str='small',             # 'small' (from scratch) o
     if freeze:
         for p in model.parameters(): p.requires_grad_(False)
         model.eval()
+        model.frozen_pretrained = weights is not None   # `avss_nb.backbone.freeze` leaves it frozen under every policy
     return model

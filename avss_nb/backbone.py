@@ -14,10 +14,11 @@ import torch.nn.functional as F
 import timm
 
 # %% auto #0
-__all__ = ['ADAPTER_INITS', 'ATTN_ADAPTERS', 'PIXEL_DECODERS', 'BottleneckAdapter', 'AdaptedLinear', 'reset_adapters',
-           'add_swin_adapters', 'VisualEncoder', 'hf_swin_to_timm', 'load_backbone_weights', 'freeze',
-           'sine_position_embedding', 'ms_deform_attn', 'attention_adapter', 'project_out', 'MSDeformAttn',
-           'DeformEncoderLayer', 'MSDeformPixelDecoder', 'FPNPixelDecoder']
+__all__ = ['HF_INIT_STD', 'ADAPTER_INITS', 'ATTN_ADAPTERS', 'ATTN_ADAPTER_INITS', 'PIXEL_DECODERS', 'BottleneckAdapter',
+           'AdaptedLinear', 'hf_init_linear_', 'reset_adapters', 'add_swin_adapters', 'VisualEncoder',
+           'hf_swin_to_timm', 'load_backbone_weights', 'freeze', 'sine_position_embedding', 'ms_deform_attn',
+           'attention_adapter', 'project_out', 'MSDeformAttn', 'DeformEncoderLayer', 'MSDeformPixelDecoder',
+           'FPNPixelDecoder']
 
 # %% ../nbs/04_backbone.ipynb #767711c6
 class BottleneckAdapter(nn.Module):
@@ -38,10 +39,22 @@ class AdaptedLinear(nn.Linear):
         h = super().forward(x)
         return h + self.adapter(h)
 
-ADAPTER_INITS = ('identity', 'zeros', 'default')
+HF_INIT_STD = 0.02   # Hugging Face `init_std`: what a fresh (from_pretrained) Mask2Former gives weights the checkpoint lacks
+
+def hf_init_linear_(linear:nn.Linear, # layer to re-initialise in place
+                    std:float=HF_INIT_STD,
+                   ) -> nn.Linear:
+    "Hugging Face's `_init_weights` for a Linear: weight N(0, std), bias 0."
+    with torch.no_grad():
+        nn.init.normal_(linear.weight, mean=0.0, std=std)
+        if linear.bias is not None: nn.init.zeros_(linear.bias)
+    return linear
+
+ADAPTER_INITS = ('identity', 'zeros', 'official', 'default')
 
 def reset_adapters(model:nn.Module, # any module holding `BottleneckAdapter`s
-                   mode:str='identity', # 'identity' (up-projection zeroed), 'zeros' (official phase A), 'default'
+                   mode:str='identity', # 'identity' (up-projection zeroed), 'zeros' (official phase A),
+                                        # 'official' (phase B: N(0, 0.02), bias 0), 'default' (PyTorch's Linear init)
                   ) -> int:           # number of adapters reset
     "Re-initialise every adapter in `model`."
     if mode not in ADAPTER_INITS: raise ValueError(f"unknown adapter init {mode!r}; choose from {ADAPTER_INITS}")
@@ -49,7 +62,7 @@ def reset_adapters(model:nn.Module, # any module holding `BottleneckAdapter`s
     for m in model.modules():
         if not isinstance(m, BottleneckAdapter): continue
         count += 1
-        for lin in (m.down, m.up): lin.reset_parameters()
+        for lin in (m.down, m.up): hf_init_linear_(lin) if mode == 'official' else lin.reset_parameters()
         if mode == 'zeros':
             for p in m.parameters(): nn.init.zeros_(p)
         elif mode == 'identity':
@@ -168,7 +181,7 @@ def _timm_to_encoder(state:dict, encoder:VisualEncoder) -> dict:
 
 def load_backbone_weights(encoder:VisualEncoder, # the encoder to fill
                           path:str|Path,         # .safetensors / .pth / .bin: timm, HF Swin/Mask2Former, or ours
-                         ) -> dict:              # {'loaded': n, 'unexpected': [...]} keys not used
+                         ) -> dict:              # {'loaded': n, 'unexpected': [keys not used], 'keys': [keys loaded]}
     "Load a local checkpoint into `encoder`; every non-adapter parameter must be found."
     from avss_nb.audio import read_state_dict
     state = read_state_dict(path)
@@ -184,16 +197,19 @@ def load_backbone_weights(encoder:VisualEncoder, # the encoder to fill
         raise ValueError(f"{path}: does not fit backbone {encoder.name} {encoder.kwargs}; "
                          f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, wrong shapes {bad[:5]}")
     encoder.load_state_dict(used, strict=False)
-    return dict(loaded=len(used), unexpected=sorted(k for k in state if k not in expected))
+    return dict(loaded=len(used), unexpected=sorted(k for k in state if k not in expected), keys=sorted(used))
 
 # %% ../nbs/04_backbone.ipynb #5089e2b1
 def freeze(model:nn.Module,           # model whose parameters to (un)freeze
            trainable:list[str]|None,  # name substrings that stay trainable; None: everything trains
+           unfreeze_pretrained:bool=False, # also unfreeze modules marked `frozen_pretrained` (a loaded VGGish)
           ) -> tuple[int, int]:       # (trainable, total) parameter counts
     "Set `requires_grad` from `trainable`; returns (trainable, total) parameter counts."
+    held = [] if unfreeze_pretrained else [name for name, m in model.named_modules() if getattr(m, 'frozen_pretrained', False)]
     n_train = n_all = 0
     for name, p in model.named_parameters():
         keep = trainable is None or any(s in name for s in trainable)
+        if any(h == '' or name.startswith(h + '.') for h in held): keep = False
         p.requires_grad_(keep)
         n_all += p.numel(); n_train += p.numel() if keep else 0
     return n_train, n_all
@@ -239,9 +255,19 @@ def ms_deform_attn(value:torch.Tensor,        # [N, L, heads, d] values of all l
 
 ATTN_ADAPTERS = ('none', 'replace', 'after')
 
-def attention_adapter(dim:int, reduction:int=4) -> nn.Sequential:
-    "The official `avs_adapt`: `Linear(d, d/4) -> ReLU -> Linear(d/4, d)`, not residual."
-    return nn.Sequential(nn.Linear(dim, dim // reduction), nn.ReLU(), nn.Linear(dim // reduction, dim))
+ATTN_ADAPTER_INITS = ('normal', 'xavier', 'default')
+
+def attention_adapter(dim:int, reduction:int=4,
+                      init:str='normal', # 'normal' N(0, 0.02) (official, pixel decoder), 'xavier' (official, decoder), 'default' (PyTorch)
+                     ) -> nn.Sequential:
+    "The official `avs_adapt`: `Linear(d, d/4) -> ReLU -> Linear(d/4, d)`, not residual, with the official initialisation."
+    if init not in ATTN_ADAPTER_INITS: raise ValueError(f"unknown attention adapter init {init!r}; choose from {ATTN_ADAPTER_INITS}")
+    adapter = nn.Sequential(nn.Linear(dim, dim // reduction), nn.ReLU(), nn.Linear(dim // reduction, dim))
+    for lin in (adapter[0], adapter[2]):
+        if init == 'normal': hf_init_linear_(lin)
+        elif init == 'xavier':
+            nn.init.xavier_uniform_(lin.weight); nn.init.zeros_(lin.bias)
+    return adapter
 
 def project_out(proj:nn.Linear, adapter:nn.Module|None, mode:str, x:torch.Tensor) -> torch.Tensor:
     "Output projection of an attention block with the official `avs_adapt` variants."

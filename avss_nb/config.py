@@ -106,7 +106,7 @@ class Preset:
     batch_size: int          # videos per batch
     lr: float                # AdamW learning rate
     weight_decay: float      # AdamW weight decay
-    grad_clip: float         # max gradient norm; 0 disables clipping
+    grad_clip: float         # max gradient norm of the binary (S4/MS3) task; 0 disables clipping
     backbone: str            # timm model name
     backbone_kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments (tiny Swin for smoke)
     hidden_dim: int = 256    # transformer width
@@ -120,7 +120,10 @@ class Preset:
     freeavs: str = 'full'        # FreeAVS dataset preset to build and train on
     max_videos: int|None = None  # cap on videos per split (None: all)
     seeds: tuple = (0,)          # seeds a table averages over
-    pretrained: bool = False     # whether the backbone needs pretrained weights (a local file)
+    pretrained: bool = False     # the preset expects pretrained weights (local files): models refuse to build without them
+    grad_clip_semantic: float = 1.0  # max gradient norm of the semantic (AVSS) task; 0 disables (official AVSS: no clipping)
+    drop_path_rate: float = 0.1  # stochastic depth of the AAVS Swin (official Swin-B: 0.3)
+    audio_encoder: str = 'small' # AAVS audio encoder: 'small' (trains from scratch) or 'vggish' (pretrained, frozen: official)
 
     def to_dict(self) -> dict:
         "JSON-friendly copy (tuples become lists)."
@@ -133,20 +136,23 @@ PRESETS: dict[str, Preset] = {
     'smoke': Preset('smoke', image_size=64, eval_size=64, epochs=2, batch_size=2, lr=1e-3, weight_decay=0.05,
                     grad_clip=1.0, backbone='swin_tiny_patch4_window7_224', backbone_kwargs=dict(_TINY_SWIN, img_size=64),
                     hidden_dim=32, pixel_decoder_layers=1, decoder_layers=3, num_heads=4, dim_feedforward=64,
-                    queries_binary=4, queries_semantic=8, train_points=256, freeavs='smoke', max_videos=8),
+                    queries_binary=4, queries_semantic=8, train_points=256, freeavs='smoke', max_videos=8,
+                    grad_clip_semantic=1.0, drop_path_rate=0.1, audio_encoder='small'),
     'quick': Preset('quick', image_size=96, eval_size=96, epochs=10, batch_size=4, lr=1e-3, weight_decay=0.05,
                     grad_clip=1.0, backbone='swin_tiny_patch4_window7_224', backbone_kwargs=dict(_TINY_SWIN, img_size=96),
                     hidden_dim=64, pixel_decoder_layers=1, decoder_layers=3, num_heads=4, dim_feedforward=256,
-                    queries_binary=8, queries_semantic=24, train_points=1024, freeavs='quick', max_videos=150),
+                    queries_binary=8, queries_semantic=24, train_points=1024, freeavs='quick', max_videos=150,
+                    grad_clip_semantic=1.0, drop_path_rate=0.1, audio_encoder='small'),
     'full':  Preset('full', image_size=224, eval_size=224, epochs=30, batch_size=8, lr=2e-4, weight_decay=0.05,
                     grad_clip=1.0, backbone='swin_tiny_patch4_window7_224', backbone_kwargs=dict(img_size=224),
                     hidden_dim=256, pixel_decoder_layers=6, decoder_layers=9, num_heads=8, dim_feedforward=2048,
-                    queries_binary=30, queries_semantic=100, train_points=12544, freeavs='full', seeds=(0, 1, 2)),
+                    queries_binary=30, queries_semantic=100, train_points=12544, freeavs='full', seeds=(0, 1, 2),
+                    grad_clip_semantic=1.0, drop_path_rate=0.1, audio_encoder='small'),
     'paper': Preset('paper', image_size=384, eval_size=224, epochs=60, batch_size=1, lr=1e-3, weight_decay=0.05,
                     grad_clip=0.01, backbone='swin_base_patch4_window12_384', backbone_kwargs=dict(img_size=384),
                     hidden_dim=256, pixel_decoder_layers=6, decoder_layers=9, num_heads=8, dim_feedforward=2048,
                     queries_binary=30, queries_semantic=100, train_points=12544, freeavs='full', seeds=(3407,),
-                    pretrained=True),
+                    pretrained=True, grad_clip_semantic=0.0, drop_path_rate=0.3, audio_encoder='vggish'),
 }
 
 def register_preset(preset:Preset, # the preset to add; its name must be new unless `replace_existing`

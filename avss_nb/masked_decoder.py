@@ -50,7 +50,7 @@ class QuerySelfAttention(nn.Module):
         if adapter not in ATTN_ADAPTERS: raise ValueError(f"unknown attention adapter {adapter!r}; choose from {ATTN_ADAPTERS}")
         self.heads, self.dropout, self.adapter_mode = heads, dropout, adapter
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(dim, dim) for _ in range(4))
-        self.avs_adapt = attention_adapter(dim) if adapter != 'none' else None
+        self.avs_adapt = attention_adapter(dim, init='xavier') if adapter != 'none' else None   # HF's decoder-layer init
 
     def forward(self, x:torch.Tensor, pos:torch.Tensor) -> torch.Tensor:  # [N,Q,D] -> [N,Q,D]
         qk = x + pos

@@ -87,10 +87,13 @@ def prior_attention_mask(prior:torch.Tensor,   # [N,S,S]
 # %% ../nbs/07_robust_keys.ipynb #d9cfda7b
 class RobustKeys(nn.Module):
     "Robust audio-aware key generator (Eq. 4): per-position silence / uncertain / audio embeddings."
-    def __init__(self, hidden_dim:int, low:float=0.4, high:float=0.6, paper_boundaries:bool=False):
+    def __init__(self, hidden_dim:int, low:float=0.4, high:float=0.6, paper_boundaries:bool=False,
+                 init_std:float=0.02, # official: Hugging Face's N(0, 0.02) for new embeddings (PyTorch's default is N(0, 1))
+                ):
         super().__init__()
         self.low, self.high, self.paper_boundaries = low, high, paper_boundaries
         self.silence_embed, self.uncertain_embed, self.audio_embed = (nn.Embedding(1, hidden_dim) for _ in range(3))
+        for e in (self.silence_embed, self.uncertain_embed, self.audio_embed): nn.init.normal_(e.weight, std=init_std)
 
     def index(self, p:torch.Tensor) -> torch.Tensor:
         "0 silent, 1 uncertain, 2 sounding."

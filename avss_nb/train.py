@@ -16,12 +16,13 @@ from torch.utils.data import Dataset, DataLoader, Sampler
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .config import Preset, get_preset, resolve_device
+from .backbone import HF_INIT_STD
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'TrainConfig', 'DistInfo', 'init_distributed', 'all_reduce_', 'reduce_mean', 'barrier', 'EpochSampler',
            'ShardSampler', 'rng_state', 'set_rng_state', 'seed_everything', 'atomic_write', 'save_weights',
            'load_weights', 'to_device', 'unwrap', 'autocast', 'default_collate_fn', 'task_metrics', 'update_metrics',
-           'evaluate', 'make_scheduler', 'Trainer']
+           'evaluate', 'make_scheduler', 'restart_adapters', 'Trainer']
 
 # %% ../nbs/12_train.ipynb #f04ca9b9
 SCHEDULES = ('simple', 'constant', 'official')
@@ -41,6 +42,8 @@ class TrainConfig:
     adapter_key: str = '.adapter.' # official schedule: parameters whose name contains this are the Swin adapters
     adapter_start: float = 0.5     # official schedule: adapters start training at epoch int(epochs*adapter_start)
     adapter_lr: float = 1e-4       # official schedule: lr of the second phase
+    adapter_init_std: float = HF_INIT_STD # official schedule: phase-B adapters restart as HF's init, N(0, std) weights and zero biases
+                                   # (what the official fresh model gives them); 0: their modules' reset_parameters()
     seed: int = 0                  # seeds python, numpy, torch (+rank) and the data order
     workers: int = 0               # DataLoader worker processes
     device: str = 'auto'           # 'auto', 'cpu', 'cuda', 'cuda:N'; under torchrun each rank uses cuda:LOCAL_RANK
@@ -66,7 +69,7 @@ class TrainConfig:
         "Training settings from a preset."
         p = get_preset(preset)
         kw = dict(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
-                  grad_clip=p.grad_clip, schedule=schedule)
+                  grad_clip=p.grad_clip if task == 'binary' else p.grad_clip_semantic, schedule=schedule)
         if schedule == 'official':
             kw.update(adapter_start=0.5 if task == 'binary' else 1/3)
             if task != 'binary': kw.update(grad_clip=0.0)   # avss/train.py: clipping commented out
@@ -291,6 +294,24 @@ def make_scheduler(optimizer:torch.optim.Optimizer, config:TrainConfig, total_st
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 # %% ../nbs/12_train.ipynb #d48a7d52
+def restart_adapters(model:nn.Module,   # model whose adapters restart
+                     key:str='.adapter.', # parameters whose name contains this are adapter parameters
+                     std:float=HF_INIT_STD, # Linear weights N(0, std), biases 0 (Hugging Face's init); 0: reset_parameters()
+                    ) -> int:             # modules re-initialised
+    "Re-initialise the adapters for the official phase B, as the official fresh model initialises them."
+    count = 0
+    for name, module in model.named_modules():   # leaf modules owning adapter parameters
+        own = [n for n, _ in module.named_parameters(recurse=False)]
+        if not (own and key in f'{name}.{own[0]}'): continue
+        if std > 0 and isinstance(module, nn.Linear):
+            with torch.no_grad():
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None: nn.init.zeros_(module.bias)
+        elif hasattr(module, 'reset_parameters'): module.reset_parameters()
+        else: continue
+        count += 1
+    return count
+
 class Trainer:
     "Train `model` with `criterion` on item datasets; checkpoints, resumes, validates, logs."
     def __init__(self,
@@ -365,9 +386,7 @@ class Trainer:
         key = self.config.adapter_key
         best = self.ckpt_dir/'best.safetensors' if self.ckpt_dir else None
         if best is not None and best.is_file(): load_weights(self.model, best, skip=lambda k: key in k)
-        for name, module in self.model.named_modules():   # leaf modules owning adapter parameters
-            own = [n for n, _ in module.named_parameters(recurse=False)]
-            if own and key in f'{name}.{own[0]}' and hasattr(module, 'reset_parameters'): module.reset_parameters()
+        restart_adapters(self.model, key, self.config.adapter_init_std)
         self._setup_phase('adapters', fresh=True)
         self._emit('phase')
 
