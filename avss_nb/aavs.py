@@ -210,8 +210,8 @@ _WEIGHT_SOURCES = {   # which argument supplies the weights of each part (for er
     'backbone.': "hf_checkpoint=<local Mask2Former checkpoint, e.g. facebook/mask2former-swin-base-ade-semantic> or backbone_weights=<Swin file>",
     'audio_encoder.': "audio_weights=<VGGish state dict, e.g. torchvggish's vggish-10086976.pth>",
 }
-_SCRATCH = ("; or pass from_scratch=True to build it from random weights on purpose (e.g. build_aavs('paper', from_scratch=True), "
-            "or the run variant from_scratch=True)")
+_SCRATCH = ("; or pass from_scratch=True to build it from random weights on purpose (e.g. build_aavs('paper', from_scratch=True)). "
+            "On the command line (a run's model overrides): --set hf_checkpoint=PATH --set audio_weights=PATH, or --set from_scratch=true")
 
 def hf_init_missing(model:AAVS,  # a model just filled from a Hugging Face checkpoint
                     loaded:set,  # names of the parameters the checkpoint supplied

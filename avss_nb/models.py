@@ -71,7 +71,7 @@ def summarize_models(preset:str='smoke',    # preset name
         batch = collate_items([ToyAVS('v1s', 'train', n_videos=1, size=p.image_size, binary=resolve_task(task)[0] == 'binary')[0]])
     rows = []
     for name in names:
-        model = build(name, preset, task)
+        model = build(name, preset, task, **({'from_scratch': True} if name == 'aavs' else {}))   # counts need no weights
         start = time.perf_counter()
         criterion_for(model)(model(batch), batch)['loss'].backward()
         rows.append(dict(model=name, parameters=sum(p.numel() for p in model.parameters()),
