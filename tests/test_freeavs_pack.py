@@ -43,8 +43,11 @@ def test_stats_report_instances_per_class_and_split(tmp_path):
     write_toy_pack(tmp_path/'pack')
     media = PackMedia(tmp_path/'pack')
     build_dataset(media, tmp_path/'ds', PLAN, seed=1, verbose=False)
-    counts = json.loads((tmp_path/'ds'/'stats.json').read_text())['instances']
-    assert set(counts) == set(media.manifest['classes'])
+    stats = json.loads((tmp_path/'ds'/'stats.json').read_text())
+    counts, used = stats['instances'], stats['instances_used']
+    assert set(counts) == set(media.manifest['classes']) and set(used) <= set(counts)
+    for name, u in used.items():           # a split's videos show only what that split holds
+        assert all(u['cutouts'][s] <= counts[name]['cutouts'][s] for s in ('train', 'val', 'test')), name
     for name, c in counts.items():
         for split in ('train', 'val', 'test'):
             assert c['cutouts'][split] == len(media.sprites(CLASS_INDEX[name], split)), (name, split)
