@@ -335,10 +335,10 @@ def summarize(records:list, # [(scene, frame_stats)] of a dataset
         key = f'{scene.subset}/{scene.split}'
         videos[key] = videos.get(key, 0) + 1; frames[key] = frames.get(key, 0) + scene.T
         classes |= set(scene.sounding_classes())
-        for o in scene.objects:                      # distinct cut-outs shown and recordings played, per class and split
+        for o in scene.objects:                      # distinct sprites shown and clips played (media keys), per class and split
             if not o.class_idx: continue
-            u = used.setdefault(CLASSES[o.class_idx], {'cutouts': {}, 'clips': {}})
-            u['cutouts'].setdefault(scene.split, set()).add(o.sprite)
+            u = used.setdefault(CLASSES[o.class_idx], {'sprites': {}, 'clips': {}})
+            u['sprites'].setdefault(scene.split, set()).add(o.sprite)
             if o.clip and any(o.sounding): u['clips'].setdefault(scene.split, set()).add(o.clip)
         for f in stats:
             vis.append(f['visible']); snd.append(f['sounding']); silent += f['sounding'] == 0

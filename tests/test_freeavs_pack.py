@@ -47,7 +47,8 @@ def test_stats_report_instances_per_class_and_split(tmp_path):
     counts, used = stats['instances'], stats['instances_used']
     assert set(counts) == set(media.manifest['classes']) and set(used) <= set(counts)
     for name, u in used.items():           # a split's videos show only what that split holds
-        assert all(u['cutouts'][s] <= counts[name]['cutouts'][s] for s in ('train', 'val', 'test')), name
+        for s in ('train', 'val', 'test'):
+            assert u['sprites'][s] <= len(media.sprites(CLASS_INDEX[name], s)) and u['clips'][s] <= len(media.clips(CLASS_INDEX[name], s)), name
     for name, c in counts.items():
         for split in ('train', 'val', 'test'):
             assert c['cutouts'][split] == len(media.sprites(CLASS_INDEX[name], split)), (name, split)
@@ -100,6 +101,10 @@ def test_real_pack_builds_deterministic_smoke(tmp_path):
     da, db = _digest(a), _digest(b)
     assert da == db
     assert validate_dataset(a) == []
+    stats = json.loads((a/'stats.json').read_text())
+    assert stats['instances'] == media.notes['instances']
+    for name, u in stats['instances_used'].items():
+        for s in ('train', 'val', 'test'): assert u['sprites'][s] <= len(media.sprites(CLASS_INDEX[name], s)), (name, s)
     from avss_nb.data import AVSBenchSemantic
     disk = AVSBenchSemantic(a, 'v2', 'test', size=64)
     fly = SceneDataset(media, 'v2', 'test', len(disk), size=64, seed=5)
