@@ -635,7 +635,7 @@ def make_pack(cache:str|Path,          # holds debs/ and root/ (fetch_packages)
               f"{len(class_map)} sounding classes, {len(w.entries['sprites'])} sprites, {len(w.entries['clips'])} clips, "
               f"{len(w.entries['backgrounds'])} backgrounds, {len(w.sources)} source files")
         print('speakers (median F0):', ', '.join(f"{k} {v['f0_hz']:.0f} Hz ({v['split']})" for k, v in speakers.items()))
-        print(instance_table(manifest['instances']))
+        print(instance_table(manifest['instances'], dict(manifest, **w.entries)))
     return manifest
 
 SPLIT_POLICY = ("cut-outs (a SAME_DRAWING group counts as one): >=3 per class -> 1 test, 1 val, rest train; 2 -> train 1, val+test 1; "
@@ -658,13 +658,26 @@ def instance_counts(manifest:dict) -> dict:
         for (c, s), u in units.items(): out[c][field][s] = len(u)
     return out
 
-def instance_table(counts:dict) -> str:
-    "A markdown table of `instance_counts`: per class, cut-outs and recordings in train / val / test."
-    lines = ['| class | cut-outs train | val | test | recordings train | val | test |', '|---|---:|---:|---:|---:|---:|---:|']
+def _split_notes(manifest:dict, cls:str) -> str:
+    "How a class's media are split, where it is not plain hold-out."
+    notes, sprites = [], [e for e in manifest.get('sprites', {}).values() if e.get('class_name') == cls]
+    clips = [e for e in manifest.get('clips', {}).values() if e.get('class_name') == cls]
+    if any(len(e['splits']) == 3 for e in sprites): notes.append('one cut-out in every split')
+    elif any(e['splits'] == ['val', 'test'] for e in sprites): notes.append('val and test share a cut-out')
+    if any('speaker' in e for e in clips): notes.append('recordings are speakers')
+    if any('time_range' in e for e in clips): notes.append('recordings cut in time')
+    if any(len(e['splits']) == 3 and 'time_range' not in e for e in clips): notes.append('a short recording in every split')
+    return '; '.join(notes)
+
+def instance_table(counts:dict, manifest:dict|None=None) -> str:
+    "A markdown table of `instance_counts`: per class, cut-outs and recordings in train / val / test (with the pack's manifest: how each is split)."
+    head = '| class | cut-outs train | val | test | recordings train | val | test |' + (' split |' if manifest else '')
+    lines = [head, '|---|---:|---:|---:|---:|---:|---:|' + ('---|' if manifest else '')]
     for c in sorted(counts):
-        v = counts[c]; lines.append(f"| {c} | " + ' | '.join(str(v[k][s]) for k in ('cutouts', 'recordings') for s in SPLITS) + ' |')
+        v = counts[c]; lines.append(f"| {c} | " + ' | '.join(str(v[k][s]) for k in ('cutouts', 'recordings') for s in SPLITS) + ' |'
+                                    + (f' {_split_notes(manifest, c)} |' if manifest else ''))
     tot = {k: {s: sum(v[k][s] for v in counts.values()) for s in SPLITS} for k in ('cutouts', 'recordings')}
-    lines.append('| **all** | ' + ' | '.join(str(tot[k][s]) for k in ('cutouts', 'recordings') for s in SPLITS) + ' |')
+    lines.append('| **all** | ' + ' | '.join(str(tot[k][s]) for k in ('cutouts', 'recordings') for s in SPLITS) + ' |' + (' |' if manifest else ''))
     return '\n'.join(lines)
 
 # %% ../nbs/03a_freeavs_media.ipynb #3c2d517d
