@@ -330,8 +330,9 @@ CATALOGUE = {  # AVSBench class: (cut-outs, recordings); Tux Paint stamps withou
 
 SAME_DRAWING = (  # cut-outs that are one drawing (recoloured or re-exported): each group is one instance and stays in one split
     (_GCI + 'flute_traversiere.svg', _OCM + 'flute_ganson.png'), (_GCI + 'trombone.svg', _OCM + 'tenor_trombone_ganson.png'),
-    (_GCI + 'harp.svg', _OCM + 'harp2_ganson.png'), (_OCM + 'violin_colour_ganson.png', _OCM + 'violin_ganson.png'),
-    ('tp:household/vacuum_cleaner', 'oc:tools/blue_vacuum_cleaner_jaim_01.png'))
+    (_GCI + 'harp.svg', _OCM + 'harp2_ganson.png'), (_GCI + 'violin.svg', _OCM + 'violin_colour_ganson.png', _OCM + 'violin_ganson.png'),
+    ('tp:household/vacuum_cleaner', 'oc:tools/blue_vacuum_cleaner_jaim_01.png'), ('gc:railroad/resource/loco3.svg', 'gc:railroad/resource/loco8.svg'),
+    ('tp:people/cartoon/woman_police_officer_1', 'tp:people/cartoon/woman_police_officer_2'))   # found by eye and by mask IoU > 0.95
 
 SPEAKERS = {  # one speaker per language (Tux Paint's spoken descriptions, numbers and letters); split by speaker
     'man': {'train': ('fr', 'ru', 'da', 'de', 'en_GB', 'zh_tw', 'pt'), 'val': ('ca', 'nl'), 'test': ('bg', 'lt', 'nb', 'nn')},

@@ -63,6 +63,21 @@ def _same_bytes_same_splits(media):
     return [s for s in by.values() if len(s) > 1]
 
 
+def _lookalikes_across_splits(media, min_iou=0.95):
+    "Sprite pairs of one class in different splits whose object masks (48 px, either way round) overlap nearly fully: one drawing twice."
+    def mask(k):
+        a = media.sprite(k, 48)[..., 3] > 127; h, w = a.shape; m = np.zeros((48, 48), bool)
+        m[(48 - h) // 2:(48 - h) // 2 + h, (48 - w) // 2:(48 - w) // 2 + w] = a; return m
+    keys = sorted(media.manifest['sprites']); masks = {k: mask(k) for k in keys}; bad = []
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            ea, eb = media.manifest['sprites'][a], media.manifest['sprites'][b]
+            if ea['class_name'] != eb['class_name'] or set(ea['splits']) == set(eb['splits']): continue
+            iou = max(((masks[a] & m).sum() / max((masks[a] | m).sum(), 1)) for m in (masks[b], masks[b][:, ::-1]))
+            if iou > min_iou: bad.append((a, b, round(float(iou), 3)))
+    return bad
+
+
 def test_pack_missing_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='manifest.json'):
         PackMedia(tmp_path)
@@ -95,6 +110,7 @@ def test_real_pack_builds_deterministic_smoke(tmp_path):
         if 'train' in e['splits'] and len(e['splits']) > 1: assert set(e['sources']) <= shared_rec, key
     for key, e in m['backgrounds'].items(): assert len(e['splits']) == 1, key
     assert _same_bytes_same_splits(media) == []
+    assert _lookalikes_across_splits(media) == []
     a, b = tmp_path/'a', tmp_path/'b'
     build_dataset(media, a, 'smoke', seed=5, workers=1, verbose=False)
     build_dataset(media, b, 'smoke', seed=5, workers=2, verbose=False)
