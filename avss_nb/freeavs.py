@@ -329,12 +329,17 @@ def frame_stats(scene:Scene,     # the scene
 
 def summarize(records:list, # [(scene, frame_stats)] of a dataset
              ) -> dict:
-    "Dataset statistics: videos and frames per subset/split, classes, objects and sounding objects per frame, shortcut rate."
-    videos, frames, classes, vis, snd, silent, short = {}, {}, set(), [], [], 0, {}
+    "Dataset statistics: videos and frames per subset/split, classes, objects and sounding objects per frame, shortcut rate, instances used."
+    videos, frames, classes, vis, snd, silent, short, used = {}, {}, set(), [], [], 0, {}, {}
     for scene, stats in records:
         key = f'{scene.subset}/{scene.split}'
         videos[key] = videos.get(key, 0) + 1; frames[key] = frames.get(key, 0) + scene.T
         classes |= set(scene.sounding_classes())
+        for o in scene.objects:                      # distinct sprites shown and clips played (media keys), per class and split
+            if not o.class_idx: continue
+            u = used.setdefault(CLASSES[o.class_idx], {'sprites': {}, 'clips': {}})
+            u['sprites'].setdefault(scene.split, set()).add(o.sprite)
+            if o.clip and any(o.sounding): u['clips'].setdefault(scene.split, set()).add(o.clip)
         for f in stats:
             vis.append(f['visible']); snd.append(f['sounding']); silent += f['sounding'] == 0
             if scene.split == 'test' and f['gt']: short.setdefault(scene.subset, []).append(f['shortcut'])
@@ -344,7 +349,8 @@ def summarize(records:list, # [(scene, frame_stats)] of a dataset
                 objects_per_frame=float(np.mean(vis)) if vis else 0., sounding_per_frame=float(np.mean(snd)) if snd else 0.,
                 silent_frame_rate=silent / max(len(snd), 1),
                 shortcut_rate=float(np.mean(allshort)) if allshort else float('nan'),
-                shortcut_rate_per_subset={k: float(np.mean(v)) for k, v in sorted(short.items())})
+                shortcut_rate_per_subset={k: float(np.mean(v)) for k, v in sorted(short.items())},
+                instances_used={c: {k: {s: len(v[k].get(s, ())) for s in SPLITS} for k in v} for c, v in sorted(used.items())})
 
 def format_summary(summary:dict) -> str:
     "Human-readable build statistics."

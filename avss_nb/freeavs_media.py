@@ -16,12 +16,13 @@ from .audio import SAMPLE_RATE
 from .freeavs import SPLITS, _seed_of
 
 # %% auto #0
-__all__ = ['DEBIAN_PACKAGES', 'SOURCE_PREFIXES', 'CATALOGUE', 'SPEAKERS', 'SPEECH_SECONDS', 'DISTRACTORS', 'OFFSCREEN',
-           'BACKGROUNDS', 'TIME_SPLIT', 'MIN_TIME_SPLIT_SECONDS', 'TARGET_RMS', 'MU', 'SPRITE_SIDE', 'BACKGROUND_SIDE',
-           'SPLIT_POLICY', 'fetch_packages', 'deb_versions', 'qt_app', 'SourceTree', 'render_rgba', 'crop_to_mask',
-           'parse_dep5', 'parse_gcompris_readme', 'Licences', 'split_files', 'split_fraction', 'decode_audio',
-           'frame_rms', 'trim_silence', 'normalise', 'mulaw_encode', 'mulaw_decode', 'median_f0', 'PackWriter',
-           'make_pack', 'PackMedia', 'write_toy_pack', 'add_media_cli']
+__all__ = ['DEBIAN_PACKAGES', 'SOURCE_PREFIXES', 'CATALOGUE', 'SAME_DRAWING', 'SPEAKERS', 'SPEECH_SECONDS', 'SPEECH_CLIP_SECONDS',
+           'DISTRACTORS', 'OFFSCREEN', 'BACKGROUNDS', 'TIME_SPLIT', 'MIN_TIME_SPLIT_SECONDS', 'TARGET_RMS', 'MU',
+           'SPRITE_SIDE', 'BACKGROUND_SIDE', 'SPLIT_POLICY', 'fetch_packages', 'deb_versions', 'qt_app', 'SourceTree',
+           'render_rgba', 'crop_to_mask', 'parse_dep5', 'parse_gcompris_readme', 'Licences', 'split_files',
+           'split_fraction', 'decode_audio', 'frame_rms', 'trim_silence', 'normalise', 'mulaw_encode', 'mulaw_decode',
+           'median_f0', 'PackWriter', 'speaker_files', 'make_pack', 'instance_counts', 'instance_table', 'PackMedia',
+           'write_toy_pack', 'add_media_cli']
 
 # %% ../nbs/03a_freeavs_media.ipynb #0d994bb0
 DEBIAN_PACKAGES = ('gcompris-qt-data', 'tuxpaint-stamps-default', 'openclipart-png', 'tuxpaint-data', 'mate-backgrounds')
@@ -210,7 +211,8 @@ class Licences:
 
 # %% ../nbs/03a_freeavs_media.ipynb #d1d7b0ca
 _GCI, _GCF, _GCL, _GCM = 'gc:instruments/resource/', 'gc:explore_farm_animals/resource/animals/', 'gc:lang/resource/words_sample/', 'gc:memory-sound/resource/'
-_OCM = 'oc:recreation/music/'
+_OCM, _OCA, _OCB, _OCT, _OCP = 'oc:recreation/music/', 'oc:animals/mammals/', 'oc:animals/birds/', 'oc:transportation/', 'oc:people/'
+_TPB = 'tp:animals/birds/'
 
 CATALOGUE = {  # AVSBench class: (cut-outs, recordings); Tux Paint stamps without a suffix mean their .png or .svg
     'accordion': ([_GCI + 'accordion.svg'], [_GCI + 'accordion.ogg']),
@@ -220,12 +222,14 @@ CATALOGUE = {  # AVSBench class: (cut-outs, recordings); Tux Paint stamps withou
     'clarinet': ([_GCI + 'clarinet.svg'], [_GCI + 'clarinet.ogg']),
     'flute': ([_GCI + 'flute_traversiere.svg', _OCM + 'flute_ganson.png'], [_GCI + 'flute_traversiere.ogg']),
     'guitar': ([_GCI + 'guitar.svg', _GCI + 'electric_guitar.svg', 'tp:hobbies/music/string/guitar2', 'tp:hobbies/music/string/guitar_classical',
-                'tp:hobbies/music/string/guitar_electric', _OCM + 'guitar_ganson.png', _OCM + 'guitar_jarno_vasamaa1.png',
-                _OCM + 'electric_guitar_andrea__01r.png'],
+                'tp:hobbies/music/string/guitar_electric', 'tp:hobbies/music/string/guitar_electric_bass', 'tp:hobbies/music/string/guitar_electric_bass2',
+                _OCM + 'guitar_ganson.png', _OCM + 'guitar_jarno_vasamaa1.png', _OCM + 'guitar_jarno_vasamaa2.png',
+                _OCM + 'electric_guitar_andrea__01r.png', _OCM + 'guitar_profile_philippe__01.png'],
                [_GCI + 'guitar.ogg', _GCI + 'electric_guitar.ogg', _GCM + 'guitar_melody.ogg', _GCM + 'guitar_son1.ogg',
                 _GCM + 'guitar_son2.ogg', _GCM + 'guitar_son3.ogg', _GCM + 'guitar_son4.ogg']),
     'harmonica': ([_GCI + 'harmonica.svg'], [_GCI + 'harmonica.ogg']),
-    'harp': ([_GCI + 'harp.svg', _OCM + 'harp1_ganson.png', _OCM + 'harp2_ganson.png', _OCM + 'harp3_ganson.png'], [_GCI + 'harp.ogg']),
+    'harp': ([_GCI + 'harp.svg', _OCM + 'harp1_ganson.png', _OCM + 'harp2_ganson.png', _OCM + 'harp3_ganson.png', _OCM + 'harp_mo_01.png'],
+             [_GCI + 'harp.ogg']),
     'piano': ([_GCI + 'piano.svg', _OCM + 'piano_geraint_luff_01.png'], [_GCI + 'piano.ogg']),
     'saxophone': ([_GCI + 'saxophone.svg'], [_GCI + 'saxophone.ogg']),
     'trombone': ([_GCI + 'trombone.svg', _OCM + 'tenor_trombone_ganson.png'], [_GCI + 'trombone.ogg']),
@@ -235,51 +239,107 @@ CATALOGUE = {  # AVSBench class: (cut-outs, recordings); Tux Paint stamps withou
     'violin': ([_GCI + 'violin.svg', 'tp:hobbies/music/string/violin', 'tp:hobbies/music/string/violin2', _OCM + 'violin_colour_ganson.png',
                 _OCM + 'violin_ganson.png'], [_GCI + 'violin.ogg', 'tp:hobbies/music/string/violin.ogg']),
     'drum': ([_GCI + 'drum_kit.svg', 'tp:hobbies/music/percussion/drumkit', _GCI + 'snare_drum.svg', 'tp:hobbies/music/percussion/drum_tomtom_floor',
-              _GCI + 'bongo.svg', _GCI + 'timpani.svg', _OCM + 'drums_jarno_vasamaa_.png'],
+              _GCI + 'bongo.svg', _GCI + 'timpani.svg', _OCM + 'drums_jarno_vasamaa_.png'] +
+             [_OCM + n for n in ('africandrum_benji_park1.png', 'africandrum_benji_park2.png', 'africandrum_benji_park_.png',
+                                 'derbouk_jurgen_01.png', 'djambf_ganson.png')],
              ['tp:hobbies/music/percussion/drumkit.ogg', _GCI + 'snare_drum.ogg', 'tp:hobbies/music/percussion/drum_tomtom_floor.ogg',
               _GCI + 'bongo.ogg', _GCI + 'timpani.ogg']),     # gcompris drum_kit.ogg left out: not a free licence
-    'cat': ([_GCF + 'cat.svg', _GCL + 'cat.webp', 'tp:animals/mammals/cats/kitten'], [_GCF + 'cat.ogg', 'tp:seasonal/halloween/blackcat.ogg']),
-    'dog': ([_GCF + 'dog.svg', _GCL + 'dog.webp', 'tp:animals/mammals/dogs/dog'],
+    'cat': ([_GCF + 'cat.svg', _GCL + 'cat.webp', 'tp:animals/mammals/cats/kitten', 'tp:seasonal/halloween/blackcat'] +
+            [_OCA + 'housecats/' + n for n in ('gatto_cat_architetto_fra_01.png', 'gatto_cat_architetto_fra_02.png', 'gatto_cat_architetto_fra_03.png',
+                                               'gatto_cat_architetto_fra_04.png', 'kitten_gerald_g._01.png')] + [_OCA + 'cartoon_cat_gerald_g._01.png'],
+            [_GCF + 'cat.ogg', 'tp:seasonal/halloween/blackcat.ogg']),
+    'dog': ([_GCF + 'dog.svg', _GCL + 'dog.webp', 'tp:animals/mammals/dogs/dog'] +
+            [_OCA + f'dog_0{i}_drawn_with_strai_01.png' for i in (1, 3, 4, 5, 6)] +
+            [_OCA + 'dogs/' + n for n in ('beagle_copper_ganson.png', 'bobi_architetto_francesc_01.png', 'bored_dog_01.png')],
             [_GCF + 'dog.ogg', 'tp:animals/mammals/dogs/dog.ogg', _GCM + 'LRBark_1_LA_cut.ogg', _GCM + 'LRBark_3_LA_cut.ogg']),
     'donkey': (['tp:animals/mammals/equines/donkey', 'tp:animals/mammals/equines/donkey_eating'], ['tp:animals/mammals/equines/donkey.ogg']),
-    'duck': ([_GCF + 'duck.svg', _GCL + 'duck.webp', 'tp:animals/birds/duck', 'tp:animals/birds/drake', 'oc:animals/birds/jonathon_s_duck_01.png'],
+    'duck': ([_GCF + 'duck.svg', _GCL + 'duck.webp', 'tp:animals/birds/duck', 'tp:animals/birds/drake', 'oc:animals/birds/jonathon_s_duck_01.png',
+              'oc:unsorted/Anatra.png', 'oc:unsorted/papera.png'],
              [_GCF + 'duck.ogg', 'tp:animals/birds/duck.ogg', 'tp:animals/birds/drake.ogg']),
-    'elephant': (['tp:animals/mammals/elephant'], ['tp:animals/mammals/elephant.ogg']),
-    'hen': ([_GCF + 'chicken.svg', _GCL + 'chicken.webp', 'tp:animals/birds/hen', 'tp:animals/birds/rooster', 'tp:animals/birds/chicken_profile'],
+    'elephant': (['tp:animals/mammals/elephant', _OCA + 'elefante01_architetto_fr_01.png', _OCA + 'elefante02_architetto_fr_01.png',
+                  _OCA + 'contour_elephant.png', 'oc:unsorted/elefante_in_corsa.png', 'oc:unsorted/elefantone.png'], ['tp:animals/mammals/elephant.ogg']),
+    'hen': ([_GCF + 'chicken.svg', _GCL + 'chicken.webp', 'tp:animals/birds/hen', 'tp:animals/birds/rooster', 'tp:animals/birds/chicken_profile',
+             _OCB + 'gallo_di_profilo_archite_01.png', _OCB + 'hen_01.png', _OCB + 'rooster_01.png'],
             [_GCF + 'chickens.ogg', 'tp:animals/birds/hen.ogg', 'tp:animals/birds/rooster.ogg']),
-    'horse': ([_GCF + 'horse.svg', _GCL + 'horse.webp', 'tp:animals/mammals/equines/horse'], [_GCF + 'horse.ogg', 'tp:animals/mammals/equines/horse.ogg']),
-    'lion': (['tp:animals/mammals/cats/lion', 'tp:animals/mammals/cats/lion-2'], ['tp:animals/mammals/cats/lion.ogg']),
-    'pig': ([_GCF + 'pig.svg', _GCL + 'pig.webp', 'tp:animals/mammals/pig', 'tp:animals/mammals/pig_golden', 'oc:animals/mammals/pig_marcelo_caiafa1.png'],
+    'horse': ([_GCF + 'horse.svg', _GCL + 'horse.webp', 'tp:animals/mammals/equines/horse'] +
+              [_OCA + f'horses/cavallo_architetto_franc_0{i}.png' for i in range(1, 7)],
+              [_GCF + 'horse.ogg', 'tp:animals/mammals/equines/horse.ogg']),
+    'lion': (['tp:animals/mammals/cats/lion', 'tp:animals/mammals/cats/lion-2'] +
+             [_OCA + 'big_cats/' + n for n in ('leone_01_architetto_fran_01.png', 'leone_02_architetto_fran_01.png', 'leone_architetto_frances_01.png')],
+             ['tp:animals/mammals/cats/lion.ogg']),
+    'pig': ([_GCF + 'pig.svg', _GCL + 'pig.webp', 'tp:animals/mammals/pig', 'tp:animals/mammals/pig_golden', 'tp:animals/mammals/pig_golden2',
+             _OCA + 'pig_marcelo_caiafa1.png', _OCA + 'a_simple_pig_01.png', _OCA + 'porcinet_01.png'],
             [_GCF + 'pig.ogg', 'tp:animals/mammals/pig.ogg', 'tp:animals/mammals/pig_golden.ogg', 'tp:animals/mammals/pig_golden2.ogg']),
     'sheep': ([_GCF + 'sheep.svg', _GCL + 'sheep.webp', 'tp:animals/mammals/bovines/sheep', 'tp:animals/mammals/bovines/sheep_lamb',
-               'tp:animals/mammals/bovines/ram', 'oc:animals/mammals/sheep-md-v0.1.png'],
+               'tp:animals/mammals/bovines/ram', _OCA + 'sheep-md-v0.1.png', _OCA + 'pecora_architetto_france_01.png', _OCA + 'dall_sheep_ram_ganson.png',
+               'oc:unsorted/pecorella.png'],
               [_GCF + 'sheep.ogg', 'tp:animals/mammals/bovines/sheep.ogg', 'tp:animals/mammals/bovines/sheep_lamb.ogg', 'tp:animals/mammals/bovines/ram.ogg']),
-    'tiger': (['tp:animals/mammals/cats/tiger', 'tp:animals/mammals/cats/tiger_sumatran', 'oc:animals/mammals/big_cats/color_tiger_susan_park_01.png'],
+    'tiger': (['tp:animals/mammals/cats/tiger', 'tp:animals/mammals/cats/tiger_sumatran'] +
+              [_OCA + 'big_cats/' + n for n in ('color_tiger_susan_park_01.png', 'tiger_graig_ryan_smith_-_01.png')] +
+              [_OCA + f'big_cats/tigre0{i}_architetto_franc_01.png' for i in range(1, 6)],
               ['tp:animals/mammals/cats/tiger.ogg']),
     'bird': ([_GCF + 'owl.svg', _GCL + 'owl.webp', _GCL + 'bird.webp', _GCL + 'turkey.webp'] +
-             [f'tp:animals/birds/{b}' for b in ('owl', 'blackbird', 'crow', 'cuckoo', 'lark', 'seagull', 'quetzal', 'tucan', 'vulture',
-                                               'turkey', 'penguin', 'magpie', 'pigeon', 'swallow', 'silver-gull')],
-             [_GCF + 'owl.ogg'] + [f'tp:animals/birds/{b}.ogg' for b in ('owl', 'blackbird', 'crow', 'cuckoo', 'lark', 'seagull', 'quetzal',
-                                                                         'tucan', 'vulture', 'turkey', 'penguin')]),
+             [_TPB + b for b in ('owl', 'blackbird', 'crow', 'cuckoo', 'lark', 'seagull', 'quetzal', 'tucan', 'vulture', 'turkey', 'penguin',
+                                 'magpie', 'pigeon', 'swallow', 'silver-gull', 'adelaide-rosella', 'crowned_crane', 'guineafowl',
+                                 'helmeted_guineafowl', 'heron_greatblue', 'heron_greatblue_flying', 'little-penguin', 'magellanic_penguin',
+                                 'nandou', 'ostrich', 'peacock', 'pelican', 'pink_flamingo', 'rainbow-lorikeet')] +
+             [_OCB + n for n in ('acquila_architetto_franc_01.png', 'acquila_architetto_franc_02.png', 'acquila_architetto_franc_03.png',
+                                 'aquila_frontale_architet_01.png', 'cigno_di_spalle_architet_01.png', 'cormorant-md.png', 'dove_symbol.png',
+                                 'emperor_penguin_ralf_ste_01.png', 'gufo_civetta_architetto__01.png', 'gull_marcelo_staudt_01.png',
+                                 'new_penguin_charles_mcco_01.png', 'owl_on_branch_ganson.png', 'pollo_architetto_frances_01.png', 'puffin-md.png',
+                                 'simbolo_egizio_architett_01.png', 'tacchino_architetto_fran_01.png', 'uccello_bianco_e_nero_ar_01.png',
+                                 'uccello_profilo_01_archi_01.png', 'uccello_profilo_02_archi_01.png', 'crow_01.png',
+                                 'bird_of_peace_mauro_oliv_01.png', 'eagle_01.png', 'seagull_nicu_buculei_01.png')] +
+             [f'oc:unsorted/{n}.png' for n in ('Colombo', 'Pinguino1', 'Pinguino2', 'Pinguino4', 'gabbiano_piccolo', 'struzzo')],
+             [_GCF + 'owl.ogg'] + [_TPB + f'{b}.ogg' for b in ('owl', 'blackbird', 'crow', 'cuckoo', 'lark', 'seagull', 'quetzal',
+                                                              'tucan', 'vulture', 'turkey', 'penguin', 'heron_greatblue_flying')]),
     'goose': (['tp:animals/birds/gander'], ['tp:animals/birds/gander.ogg']),
     'squirrel': (['tp:animals/mammals/rodents/squirrel'], ['tp:animals/mammals/rodents/squirrel.ogg']),
-    'car': (['tp:vehicles/auto/sportscar', 'tp:vehicles/auto/sportscar2', 'tp:vehicles/auto/sportscar3'],
+    'car': (['gc:babymatch/resource/images/car.svg', 'gc:babymatch/resource/images/minivan.svg'] +
+            [f'tp:vehicles/{n}' for n in ('auto/beetle', 'auto/sedan', 'auto/sportscar', 'auto/sportscar2', 'auto/sportscar3', 'race/f1_car', 'race/indycar')] +
+            [_OCT + n for n in ('vehicles/car.png', 'vehicles/blazer_01.png', 'vehicles/4wd.png', 'car_jamin_ellis_.png', 'dodge_neon_green_ganson.png',
+                                'toyota_land_cruiser_ganson.png', 'hummer_03.png', 'hummer_05.png', 'hummer_07.png', 'skoda_car_alejandro_teja_.png',
+                                'vehicles/1989_chevrolet_celebrit_01.png', 'vehicles/_chevrolet_celebirt_.png', 'sportcar_sergio_luiz_ara_01.png')],
             [_GCM + 'LRStartAndStopCarEngine1LACut.ogg', 'gc:traffic/resource/car.wav']),
-    'emergency-car': (['tp:vehicles/emergency/firetruck', 'tp:vehicles/iso_fireengine', 'oc:people/fire_engine_mimooh_01.png'],
+    'emergency-car': (['tp:vehicles/emergency/firetruck', 'tp:vehicles/iso_fireengine', 'tp:vehicles/emergency/cartoon/fire_engine',
+                       _OCT + 'fire_engine_romus_01.png', _OCT + 'ambulans_romus_01.png',
+                       'oc:unsorted/ambulanza.png'],
                       ['tp:vehicles/emergency/firetruck.ogg']),
-    'train': ([f'gc:railroad/resource/loco{i}.svg' for i in range(9)] + ['tp:vehicles/locomotive/white_train'],
+    'train': ([f'gc:railroad/resource/loco{i}.svg' for i in range(9)] + ['tp:vehicles/locomotive/white_train', 'tp:vehicles/locomotive/cartoon/toy_train'],
               [_GCM + 'LRTrain_slowing_down_01_LA_cut.ogg', 'gc:railroad/resource/sounds/train.wav']),
-    'vacuum-cleaner': (['tp:household/vacuum_cleaner', 'oc:tools/blue_vacuum_cleaner_jaim_01.png'], ['tp:household/vacuum_cleaner.ogg']),
-    'saw': (['tp:household/tools/saw'], ['tp:household/tools/saw.ogg']),
-    'man': ([f'gc:family/resource/{n}.svg' for n in ('man1', 'man2', 'man3', 'oldMan1', 'oldMan2')], []),      # speech: SPEAKERS
-    'woman': ([f'gc:family/resource/{n}.svg' for n in ('woman1', 'woman2', 'woman3', 'oldWoman1', 'oldWoman2')], []),
+    'vacuum-cleaner': (['tp:household/vacuum_cleaner', 'oc:tools/blue_vacuum_cleaner_jaim_01.png', 'oc:tools/vacuum_cleaner_mariusz_k_01.png'],
+                       ['tp:household/vacuum_cleaner.ogg']),
+    'saw': (['tp:household/tools/saw', 'oc:tools/saw_peterm_.png', 'oc:plants/trees/bowsaw_benji_park_01.png',
+             'oc:unsorted/sega_per_legno.png'], ['tp:household/tools/saw.ogg']),
+    'man': ([f'gc:family/resource/{n}.svg' for n in ('man1', 'man2', 'man3', 'oldMan1', 'oldMan2')] + ['tp:people/cartoon/man_in_suit'] +
+            [_OCP + n for n in ('adult_astrid_graeber_01.png', 'bach_ganson.png', 'beethoveo_ganson.png',
+                                'breakdance_juliane_krug_01.png', 'einstein_01.png', 'enthusiast.png', 'groom1_jarno_vasamaa_01.png', 'handel_ganson.png',
+                                'man_01.png', 'man_face_darek_adamkiewi_01.png', 'nonno_sport_architetto_f_01.png', 'police_man_ganson.png',
+                                'rich_young_man_going_aw_01.png', 'sailor_nicu_buculei_01.png', 'silhouette_male_1.png', 'silhouette_male_3.png')],
+            []),      # speech: SPEAKERS
+    'woman': ([f'gc:family/resource/{n}.svg' for n in ('woman1', 'woman2', 'woman3', 'oldWoman1', 'oldWoman2')] +
+              [f'tp:people/cartoon/{n}' for n in ('woman_chemist', 'woman_dancing', 'woman_doctor', 'woman_nurse', 'woman_police_officer_1',
+                                                  'woman_police_officer_2')] +
+              [_OCP + n for n in ('bride1_jarno_vasamaa_01.png', 'bussiness_woman_donna_i_01.png', 'donna_incinta_architetto_01.png',
+                                  'ballerina_architetto_fra_01.png', 'fitness_architetto_franc_01.png', 'pattinatrice_architetto__01.png',
+                                  'silhouette_female_1.png', 'silhouette_female_3.png', 'woman_01.png', 'woman_fashion_01_gerald__01.png',
+                                  'woman_fashion_02_gerald__01.png', 'yoga_architetto_francesc_01.png')] +
+              [f'oc:unsorted/{n}.png' for n in ('signorina_in_viola', 'signorinacappello', 'signorinafoulard', 'principessa')],
+              []),
 }
 
-SPEAKERS = {  # Tux Paint's spoken descriptions (*_desc_<lang>.ogg), one speaker per language; split by speaker
-    'man': {'train': ('fr', 'ru'), 'val': ('ca',), 'test': ('bg',)},
-    'woman': {'train': ('ro', 'es'), 'val': ('be',), 'test': ('el',)},
-}
+SAME_DRAWING = (  # cut-outs that are one drawing (recoloured or re-exported): each group is one instance and stays in one split
+    (_GCI + 'flute_traversiere.svg', _OCM + 'flute_ganson.png'), (_GCI + 'trombone.svg', _OCM + 'tenor_trombone_ganson.png'),
+    (_GCI + 'harp.svg', _OCM + 'harp2_ganson.png'), (_GCI + 'violin.svg', _OCM + 'violin_colour_ganson.png', _OCM + 'violin_ganson.png'),
+    ('tp:household/vacuum_cleaner', 'oc:tools/blue_vacuum_cleaner_jaim_01.png'), ('gc:railroad/resource/loco3.svg', 'gc:railroad/resource/loco8.svg'),
+    ('tp:people/cartoon/woman_police_officer_1', 'tp:people/cartoon/woman_police_officer_2'))   # found by eye and by mask IoU > 0.95
+
+SPEAKERS = {  # one speaker per language (Tux Paint's spoken descriptions, numbers and letters); split by speaker
+    'man': {'train': ('fr', 'ru', 'da', 'de', 'en_GB', 'zh_tw', 'pt'), 'val': ('ca', 'nl'), 'test': ('bg', 'lt', 'nb', 'nn')},
+    'woman': {'train': ('ro', 'es', 'ja', 'sv'), 'val': ('be',), 'test': ('el', 'ko')},
+}   # nb and nn (Norwegian) may be one speaker: they share a split. Languages whose median F0 is 160-200 Hz (it, sl, English) are left out
 SPEECH_SECONDS = {'train': 45.0, 'val': 25.0, 'test': 25.0}   # speech kept per speaker
+SPEECH_CLIP_SECONDS = 10.0                                     # a speaker's speech is stored as clips of about this length
 
 DISTRACTORS = (  # objects with no AVSBench class: silent, labelled background
     [_GCI + f'{n}.svg' for n in ('banjo', 'castanets', 'cymbal', 'horn', 'maracas', 'organ', 'tambourine', 'triangle')] +
@@ -385,7 +445,7 @@ def mulaw_decode(code:np.ndarray) -> np.ndarray:
     return (np.sign(y) * ((1 + MU) ** np.abs(y) - 1) / MU).astype(np.float32)
 
 # %% ../nbs/03a_freeavs_media.ipynb #6c8e0f8d
-SPRITE_SIDE, BACKGROUND_SIDE = 192, 256
+SPRITE_SIDE, BACKGROUND_SIDE = 160, 256
 
 def _png(rgba:np.ndarray) -> bytes:
     buf = io.BytesIO(); Image.fromarray(rgba).save(buf, format='PNG', optimize=True); return buf.getvalue()
@@ -427,9 +487,9 @@ class PackWriter:
     def add_source(self, ref:str, package:str, version:str, copyright:str, licence:str):
         self.sources[ref] = dict(package=package, version=version, copyright=copyright, license=licence)
 
-    def add_sprite(self, key:str, rgba:np.ndarray, class_name:str|None, splits:list, sources:list):
+    def add_sprite(self, key:str, rgba:np.ndarray, class_name:str|None, splits:list, sources:list, **info):
         self.arrays['sprite/' + key] = np.frombuffer(_png(crop_to_mask(rgba)), np.uint8)
-        self.entries['sprites'][key] = dict(class_name=class_name, splits=list(splits), sources=list(sources))
+        self.entries['sprites'][key] = dict(class_name=class_name, splits=list(splits), sources=list(sources), **info)
 
     def add_clip(self, key:str, wav:np.ndarray, class_name:str|None, splits:list, sources:list, **info):
         self.arrays['clip/' + key] = mulaw_encode(wav)
@@ -465,6 +525,20 @@ class PackWriter:
 # %% ../nbs/03a_freeavs_media.ipynb #99fdbc2a
 def _clean_key(ref:str) -> str: return re.sub(r'[^A-Za-z0-9_.-]+', '_', ref.split(':', 1)[1].rsplit('.', 1)[0])
 
+def _sprite_rgba(data:bytes, ref:str) -> np.ndarray:
+    "Render at 4x `SPRITE_SIDE`, crop to the object, scale down so its longest side is `SPRITE_SIDE`."
+    rgba = crop_to_mask(render_rgba(data, ref, 4 * SPRITE_SIDE))
+    h, w = rgba.shape[:2]; s = SPRITE_SIDE / max(h, w)
+    if s < 1: rgba = np.asarray(Image.fromarray(rgba).resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS))
+    return rgba
+
+def speaker_files(stamps:Path, lang:str) -> list:
+    "One speaker's Tux Paint recordings (spoken stamp descriptions, numbers and letters), in a fixed pseudo-random order."
+    pat = re.compile(rf'(_desc_{re.escape(lang)}|^[0-9A-Za-z]_((filled|outline)_)?{re.escape(lang)})\.ogg$')
+    files = sorted(p for p in stamps.rglob(f'*_{lang}.ogg') if pat.search(p.name))
+    if not files: raise FileNotFoundError(f"{stamps}: no Tux Paint speech for language {lang!r} (*_desc_{lang}.ogg, N_{lang}.ogg)")
+    return sorted(files, key=lambda p: _seed_of(lang, p.name))
+
 def make_pack(cache:str|Path,          # holds debs/ and root/ (fetch_packages)
               out_dir:str|Path,        # pack folder to write
               download:bool=True,      # allow apt-get download
@@ -477,15 +551,24 @@ def make_pack(cache:str|Path,          # holds debs/ and root/ (fetch_packages)
     lic = Licences(root, tree)
     def source(ref):
         pkg, cr, li = lic.lookup(ref); w.add_source(ref, pkg, versions.get(pkg, '?'), cr, li); return ref
-    shared_inst, shared_rec, class_map = [], [], {}
+    shared_inst, shared_rec, class_map, same, seen = [], [], {}, {}, {}
+    for group in SAME_DRAWING:
+        g = [tree.resolve(r) for r in group]
+        for r in g: same[r] = g[0]
+    def image(ref):
+        data = tree.read(ref); h = hashlib.md5(data).hexdigest()
+        if h in seen and same.get(seen[h], seen[h]) != same.get(ref, ref):
+            raise ValueError(f"{ref} and {seen[h]} are the same file: name it once (or group it in SAME_DRAWING)")
+        seen[h] = ref; return _sprite_rgba(data, ref)
     for cls, (images, sounds) in CATALOGUE.items():
         refs = [tree.resolve(r) for r in images]
-        split = split_files(refs, cls)
-        if len(refs) == 1: shared_inst.append(cls)
+        heads = list(dict.fromkeys(same.get(r, r) for r in refs))     # one instance per drawing
+        split = split_files(heads, cls)
+        if len(heads) == 1: shared_inst.append(cls)
         for ref in refs:
-            rgba = render_rgba(tree.read(ref), ref, SPRITE_SIDE)
-            w.add_sprite(f'{cls}/{_clean_key(ref)}', rgba, cls, [s for s in SPLITS if ref in split[s]], [source(ref)])
-        class_map[cls] = dict(index=CLASS_INDEX[cls], sprites=len(refs), recordings=len(sounds) or None)
+            info = dict(instance=same[ref]) if ref in same else {}
+            w.add_sprite(f'{cls}/{_clean_key(ref)}', image(ref), cls, [s for s in SPLITS if same.get(ref, ref) in split[s]], [source(ref)], **info)
+        class_map[cls] = dict(index=CLASS_INDEX[cls], sprites=len(refs), instances=len(heads), recordings=len(sounds) or None)
         wavs = {r: trim_silence(decode_audio(tree.read(r), r)) for r in sounds}
         long = [r for r in sounds if len(wavs[r]) >= MIN_TIME_SPLIT_SECONDS * SAMPLE_RATE]
         if len(sounds) >= 3:
@@ -509,27 +592,30 @@ def make_pack(cache:str|Path,          # holds debs/ and root/ (fetch_packages)
         stamps = root/SOURCE_PREFIXES['tp'][1]
         for s, langs in by_split.items():
             for lang in langs:
-                files = sorted(stamps.rglob(f'*_desc_{lang}.ogg'))
-                files = sorted(files, key=lambda p: _seed_of(lang, p.name))
-                parts, refs, total = [], [], 0.
-                for p in files:
+                chunks, total = [([], [])], 0.                       # clips of [(samples, source)]
+                for p in speaker_files(stamps, lang):
                     ref = 'tp:' + str(p.relative_to(stamps))
                     wav = trim_silence(decode_audio(p.read_bytes(), ref))
                     if len(wav) < 0.3 * SAMPLE_RATE: continue
-                    parts += [normalise(wav), np.zeros(int(0.12 * SAMPLE_RATE), np.float32)]; refs.append(source(ref))
+                    if sum(len(x) for x in chunks[-1][0]) >= SPEECH_CLIP_SECONDS * SAMPLE_RATE: chunks.append(([], []))
+                    chunks[-1][0].extend([normalise(wav), np.zeros(int(0.12 * SAMPLE_RATE), np.float32)]); chunks[-1][1].append(source(ref))
                     total += len(wav) / SAMPLE_RATE + 0.12
                     if total >= SPEECH_SECONDS[s]: break
-                speech = np.concatenate(parts)
+                if len(chunks) > 1 and sum(len(x) for x in chunks[-1][0]) < 3 * SAMPLE_RATE:   # a short tail joins the clip before
+                    parts, refs = chunks.pop(); chunks[-1][0].extend(parts); chunks[-1][1].extend(refs)
+                speech = np.concatenate([x for parts, _ in chunks for x in parts])
                 f0 = median_f0(speech)
-                speakers[f'{cls}/{lang}'] = dict(split=s, f0_hz=round(f0, 1), files=len(refs), seconds=round(len(speech) / SAMPLE_RATE, 1))
-                w.add_clip(f'{cls}/speech_{lang}', speech, cls, [s], refs, speaker=lang, f0_hz=round(f0, 1))
+                speakers[f'{cls}/{lang}'] = dict(split=s, f0_hz=round(f0, 1), files=sum(len(r) for _, r in chunks), clips=len(chunks),
+                                                 seconds=round(len(speech) / SAMPLE_RATE, 1))
+                for i, (parts, refs) in enumerate(chunks):
+                    w.add_clip(f'{cls}/speech_{lang}_{i}', np.concatenate(parts), cls, [s], refs, speaker=lang, f0_hz=round(f0, 1))
     dsplit = {}
     for ref in DISTRACTORS:
         ref = tree.resolve(ref)
         dsplit[ref] = ref
     dist = split_fraction(list(dsplit), 'distractors')
     for ref in dsplit:
-        rgba = render_rgba(tree.read(ref), ref, SPRITE_SIDE)
+        rgba = image(ref)
         w.add_sprite(f'none/{_clean_key(ref)}', rgba, None, [s for s in SPLITS if ref in dist[s]], [source(ref)])
     off = split_fraction(list(OFFSCREEN), 'offscreen')
     for ref in OFFSCREEN:
@@ -542,6 +628,7 @@ def make_pack(cache:str|Path,          # holds debs/ and root/ (fetch_packages)
         w.add_background(_clean_key(ref), _cover(rgba, BACKGROUND_SIDE), [s for s in SPLITS if ref in bgs[s]], [source(ref)])
     manifest = dict(version=1, packages=versions, classes=class_map, speakers=speakers, shared_instances=shared_inst,
                     shared_recordings=sorted(shared_rec), split_policy=SPLIT_POLICY)
+    manifest['instances'] = instance_counts(dict(manifest, **w.entries))
     sizes = w.write(out_dir, manifest)
     manifest['sizes'] = sizes
     if verbose:
@@ -549,12 +636,50 @@ def make_pack(cache:str|Path,          # holds debs/ and root/ (fetch_packages)
               f"{len(class_map)} sounding classes, {len(w.entries['sprites'])} sprites, {len(w.entries['clips'])} clips, "
               f"{len(w.entries['backgrounds'])} backgrounds, {len(w.sources)} source files")
         print('speakers (median F0):', ', '.join(f"{k} {v['f0_hz']:.0f} Hz ({v['split']})" for k, v in speakers.items()))
+        print(instance_table(manifest['instances'], dict(manifest, **w.entries)))
     return manifest
 
-SPLIT_POLICY = ("cut-outs: >=3 per class -> 1 test, 1 val, rest train; 2 -> train 1, val+test 1; 1 -> shared (shared_instances). "
+SPLIT_POLICY = ("cut-outs (a SAME_DRAWING group counts as one): >=3 per class -> 1 test, 1 val, rest train; 2 -> train 1, val+test 1; "
+                "1 -> shared (shared_instances). "
                 "recordings: >=3 per class -> whole recordings held out (1 test, 1 val); else each recording >=3 s cut in time "
                 "60/20/20 % train/val/test, shorter ones shared (shared_recordings). speech: one speaker (language) per split "
                 "(SPEAKERS). backgrounds, distractors and off-screen sounds: whole files 60/20/20 %.")
+
+# %% ../nbs/03a_freeavs_media.ipynb #5e1c7a20
+def instance_counts(manifest:dict) -> dict:
+    "`{class: {'cutouts': {split: n}, 'recordings': {split: n}}}`: distinct cut-outs (a drawing group once) and recordings (a speaker once) per split."
+    out = {c: {k: {s: 0 for s in SPLITS} for k in ('cutouts', 'recordings')} for c in manifest.get('classes', {})}
+    for kind, field in (('sprites', 'cutouts'), ('clips', 'recordings')):
+        units = {}
+        for e in manifest.get(kind, {}).values():
+            if e.get('class_name') not in out: continue
+            src = e['sources'][0] if len(e['sources']) == 1 else tuple(e['sources'])
+            unit = ('speaker', e['speaker']) if 'speaker' in e else e.get('instance') or src
+            for s in e['splits']: units.setdefault((e['class_name'], s), set()).add(unit)
+        for (c, s), u in units.items(): out[c][field][s] = len(u)
+    return out
+
+def _split_notes(manifest:dict, cls:str) -> str:
+    "How a class's media are split, where it is not plain hold-out."
+    notes, sprites = [], [e for e in manifest.get('sprites', {}).values() if e.get('class_name') == cls]
+    clips = [e for e in manifest.get('clips', {}).values() if e.get('class_name') == cls]
+    if any(len(e['splits']) == 3 for e in sprites): notes.append('one cut-out in every split')
+    elif any(e['splits'] == ['val', 'test'] for e in sprites): notes.append('val and test share a cut-out')
+    if any('speaker' in e for e in clips): notes.append('recordings are speakers')
+    if any('time_range' in e for e in clips): notes.append('recordings cut in time')
+    if any(len(e['splits']) == 3 and 'time_range' not in e for e in clips): notes.append('a short recording in every split')
+    return '; '.join(notes)
+
+def instance_table(counts:dict, manifest:dict|None=None) -> str:
+    "A markdown table of `instance_counts`: per class, cut-outs and recordings in train / val / test (with the pack's manifest: how each is split)."
+    head = '| class | cut-outs train | val | test | recordings train | val | test |' + (' split |' if manifest else '')
+    lines = [head, '|---|---:|---:|---:|---:|---:|---:|' + ('---|' if manifest else '')]
+    for c in sorted(counts):
+        v = counts[c]; lines.append(f"| {c} | " + ' | '.join(str(v[k][s]) for k in ('cutouts', 'recordings') for s in SPLITS) + ' |'
+                                    + (f' {_split_notes(manifest, c)} |' if manifest else ''))
+    tot = {k: {s: sum(v[k][s] for v in counts.values()) for s in SPLITS} for k in ('cutouts', 'recordings')}
+    lines.append('| **all** | ' + ' | '.join(str(tot[k][s]) for k in ('cutouts', 'recordings') for s in SPLITS) + ' |' + (' |' if manifest else ''))
+    return '\n'.join(lines)
 
 # %% ../nbs/03a_freeavs_media.ipynb #3c2d517d
 class PackMedia:
@@ -571,6 +696,7 @@ class PackMedia:
         by = lambda kind, split, cls: sorted(k for k, e in self.manifest[kind].items() if split in e['splits'] and e.get('class_name') == cls)
         self._by = by
         self.notes = {k: self.manifest[k] for k in ('split_policy', 'shared_instances', 'shared_recordings') if k in self.manifest}
+        self.notes['instances'] = self.manifest.get('instances') or instance_counts(self.manifest)   # per class and split, into stats.json
 
     def sounding_classes(self, split:str) -> list:
         return sorted(CLASS_INDEX[c] for c in self.manifest['classes'] if self.sprites(CLASS_INDEX[c], split) and self.clips(CLASS_INDEX[c], split))

@@ -38,6 +38,46 @@ def test_pack_format_roundtrip(tmp_path):
     assert 'synthetic (toy media)' in (tmp_path/'ds'/'ATTRIBUTION.md').read_text()
 
 
+def test_stats_report_instances_per_class_and_split(tmp_path):
+    "stats.json (and the manifest) count, per sounding class and split, the cut-outs and recordings a split draws from."
+    write_toy_pack(tmp_path/'pack')
+    media = PackMedia(tmp_path/'pack')
+    build_dataset(media, tmp_path/'ds', PLAN, seed=1, verbose=False)
+    stats = json.loads((tmp_path/'ds'/'stats.json').read_text())
+    counts, used = stats['instances'], stats['instances_used']
+    assert set(counts) == set(media.manifest['classes']) and set(used) <= set(counts)
+    for name, u in used.items():           # a split's videos show only what that split holds
+        for s in ('train', 'val', 'test'):
+            assert u['sprites'][s] <= len(media.sprites(CLASS_INDEX[name], s)) and u['clips'][s] <= len(media.clips(CLASS_INDEX[name], s)), name
+    for name, c in counts.items():
+        for split in ('train', 'val', 'test'):
+            assert c['cutouts'][split] == len(media.sprites(CLASS_INDEX[name], split)), (name, split)
+            assert c['recordings'][split] == len(media.clips(CLASS_INDEX[name], split)), (name, split)
+
+
+def _same_bytes_same_splits(media):
+    "Sprites with identical stored bytes (one picture under two names) must lie in the same splits."
+    by = {}
+    for key, e in media.manifest['sprites'].items():
+        by.setdefault(hashlib.md5(media._arrays['sprite/' + key].tobytes()).hexdigest(), set()).add(tuple(e['splits']))
+    return [s for s in by.values() if len(s) > 1]
+
+
+def _lookalikes_across_splits(media, min_iou=0.95):
+    "Sprite pairs of one class in different splits whose object masks (48 px, either way round) overlap nearly fully: one drawing twice."
+    def mask(k):
+        a = media.sprite(k, 48)[..., 3] > 127; h, w = a.shape; m = np.zeros((48, 48), bool)
+        m[(48 - h) // 2:(48 - h) // 2 + h, (48 - w) // 2:(48 - w) // 2 + w] = a; return m
+    keys = sorted(media.manifest['sprites']); masks = {k: mask(k) for k in keys}; bad = []
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            ea, eb = media.manifest['sprites'][a], media.manifest['sprites'][b]
+            if ea['class_name'] != eb['class_name'] or set(ea['splits']) == set(eb['splits']): continue
+            iou = max(((masks[a] & m).sum() / max((masks[a] | m).sum(), 1)) for m in (masks[b], masks[b][:, ::-1]))
+            if iou > min_iou: bad.append((a, b, round(float(iou), 3)))
+    return bad
+
+
 def test_pack_missing_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='manifest.json'):
         PackMedia(tmp_path)
@@ -69,12 +109,18 @@ def test_real_pack_builds_deterministic_smoke(tmp_path):
     for key, e in m['clips'].items():
         if 'train' in e['splits'] and len(e['splits']) > 1: assert set(e['sources']) <= shared_rec, key
     for key, e in m['backgrounds'].items(): assert len(e['splits']) == 1, key
+    assert _same_bytes_same_splits(media) == []
+    assert _lookalikes_across_splits(media) == []
     a, b = tmp_path/'a', tmp_path/'b'
     build_dataset(media, a, 'smoke', seed=5, workers=1, verbose=False)
     build_dataset(media, b, 'smoke', seed=5, workers=2, verbose=False)
     da, db = _digest(a), _digest(b)
     assert da == db
     assert validate_dataset(a) == []
+    stats = json.loads((a/'stats.json').read_text())
+    assert stats['instances'] == media.notes['instances']
+    for name, u in stats['instances_used'].items():
+        for s in ('train', 'val', 'test'): assert u['sprites'][s] <= len(media.sprites(CLASS_INDEX[name], s)), (name, s)
     from avss_nb.data import AVSBenchSemantic
     disk = AVSBenchSemantic(a, 'v2', 'test', size=64)
     fly = SceneDataset(media, 'v2', 'test', len(disk), size=64, seed=5)
@@ -91,3 +137,9 @@ def test_make_pack_from_debian(tmp_path):
     assert len(m['classes']) >= 25 and set(m['classes']) == set(CATALOGUE)
     for name, sp in m['speakers'].items():   # speech grouped by pitch: men lower than women
         assert (sp['f0_hz'] < 170) if name.startswith('man/') else (sp['f0_hz'] > 180), (name, sp)
+    media = PackMedia(tmp_path/'pack')
+    assert _same_bytes_same_splits(media) == []
+    assert m['instances'] == media.notes['instances'] and set(m['instances']) == set(CATALOGUE)
+    for name, c in m['instances'].items():   # every class can be drawn in every split; the pack holds more than one instance per class
+        assert all(c[k][s] >= 1 for k in ('cutouts', 'recordings') for s in ('train', 'val', 'test')), name
+    assert sum(c['cutouts']['train'] for c in m['instances'].values()) >= 200
