@@ -8,96 +8,16 @@ Docs: https://avss-nb.github.io/avss_nb/tpavi.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass, field
 import torch, torch.nn as nn, torch.nn.functional as F
-import timm
 from .config import Preset, get_preset
 from .labels import NUM_CLASSES, IGNORE_INDEX, BACKGROUND
+from .peer_parts import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, eval_outputs, per_pixel_predict
 from .audio import build_audio_encoder
 from .criterion import bce_loss, ce_loss
 from .robust_keys import PriorConfig, frame_prior, fuse_prior
 
 # %% auto #0
-__all__ = ['TASKS', 'PEER_BACKBONES', 'resolve_task', 'peer_backbone', 'audio_kind', 'TimmPyramid', 'flatten_frames',
-           'eval_outputs', 'per_pixel_predict', 'DilatedNeck', 'TPAVI', 'tpavi_reference', 'ResidualConvUnit',
-           'FeatureFusionBlock', 'avm_kl_loss', 'TPAVIConfig', 'TPAVIModel', 'build_tpavi']
-
-# %% ../nbs/10a_tpavi.ipynb #9ad1fe79
-TASKS = {'binary': ('binary', None), 'semantic': ('semantic', None),
-         's4': ('binary', 's4'), 'ms3': ('binary', 'ms3'), 'avss': ('semantic', 'avss')}
-
-def resolve_task(task:str, # 'binary', 'semantic', or a subset name: 's4', 'ms3', 'avss'
-                ) -> tuple:
-    "`(kind, subset)` for `task`: kind is 'binary' or 'semantic'; subset selects official per-subset loss settings."
-    if task not in TASKS: raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
-    return TASKS[task]
-
-PEER_BACKBONES = {'smoke': 'resnet10t', 'quick': 'resnet18', 'full': 'resnet50', 'paper': 'pvt_v2_b5'}
-
-def peer_backbone(preset:Preset, # the experiment preset
-                 ) -> str:
-    "The timm encoder TPAVI and AVSegFormer use at `preset`: ResNet-50 / PVT-v2-b5 as their papers, tiny ones for smoke/quick."
-    return PEER_BACKBONES.get(preset.name, 'resnet50')
-
-def audio_kind(preset:Preset, # the experiment preset
-              ) -> str:
-    "The `avss_nb.audio` encoder kind for `preset`: the from-scratch 'small' one for smoke/quick, VGGish otherwise."
-    return 'small' if preset.name in ('smoke', 'quick') else 'vggish'
-
-# %% ../nbs/10a_tpavi.ipynb #26c9961c
-class TimmPyramid(nn.Module):
-    "A timm encoder (`features_only`) giving the four feature maps at strides 4, 8, 16 and 32."
-    def __init__(self,
-                 name:str,                # timm model name, e.g. 'resnet50', 'pvt_v2_b5', 'resnet10t'
-                 weights:str|None=None,   # local checkpoint file; nothing is downloaded
-                 **kwargs,                # extra timm.create_model arguments
-                ):
-        super().__init__()
-        overlay = dict(file=str(weights)) if weights else None
-        self.body = timm.create_model(name, pretrained=bool(weights), features_only=True,
-                                      pretrained_cfg_overlay=overlay, **kwargs)
-        reductions = self.body.feature_info.reduction()
-        missing = [r for r in (4, 8, 16, 32) if r not in reductions]
-        if missing: raise ValueError(f"timm model {name!r} has no feature maps at strides {missing} (it has {reductions})")
-        self.levels = [reductions.index(r) for r in (4, 8, 16, 32)]
-        self.channels = [self.body.feature_info.channels()[i] for i in self.levels]   # [256,512,1024,2048] for ResNet-50
-
-    def forward(self, images:torch.Tensor, # [N,3,S,S]
-               ) -> list:                  # 4 x [N,C_i,S/4 .. S/32]
-        features = self.body(images)
-        return [features[i] for i in self.levels]
-
-# %% ../nbs/10a_tpavi.ipynb #67d52c3d
-def flatten_frames(batch:dict, # a collated batch: frames [B,T,3,S,S], audio [B,T,96,64]
-                  ) -> tuple:
-    "Frames `[N,3,S,S]` and log-mel examples `[N,96,64]` of a batch (N = B*T), plus B and T."
-    frames, audio = batch['frames'], batch['audio']
-    if frames.ndim != 5: raise ValueError(f"batch['frames'] must be [B,T,3,S,S], got {tuple(frames.shape)}")
-    b, t = frames.shape[:2]
-    if tuple(audio.shape[:2]) != (b, t):
-        raise ValueError(f"batch['audio'] {tuple(audio.shape)} does not pair one example with each frame of {tuple(frames.shape)}")
-    return frames.flatten(0, 1), audio.flatten(0, 1), b, t
-
-@torch.no_grad()
-def eval_outputs(model:nn.Module, # a model whose forward takes a batch
-                 batch:dict,      # a collated batch
-                ) -> dict:
-    "`model(batch)` in eval mode without gradients; the model's train/eval mode is restored afterwards."
-    was_training = model.training
-    model.eval()
-    try: return model(batch)
-    finally: model.train(was_training)
-
-def per_pixel_predict(logits:torch.Tensor, # [N,C,h,w]: C = 1 (binary) or 71 (semantic)
-                      size=None,           # output side or (H, W); None keeps (h, w)
-                     ) -> dict:
-    "`labels` [N,H,W] int64 and sounding `prob` [N,H,W] from per-pixel logits."
-    if size is not None:
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        logits = F.interpolate(logits.float(), size=size, mode='bilinear', align_corners=False)
-    if logits.shape[1] == 1:
-        prob = logits[:, 0].float().sigmoid()
-        return dict(labels=(prob > 0.5).long(), prob=prob)
-    probs = logits.float().softmax(1)
-    return dict(labels=probs.argmax(1), prob=1 - probs[:, BACKGROUND])
+__all__ = ['DilatedNeck', 'TPAVI', 'tpavi_reference', 'ResidualConvUnit', 'FeatureFusionBlock', 'avm_kl_loss', 'TPAVIConfig',
+           'TPAVIModel', 'build_tpavi']
 
 # %% ../nbs/10a_tpavi.ipynb #dc454bfa
 class DilatedNeck(nn.Module):
