@@ -12,8 +12,8 @@ from .config import Preset, get_preset
 from .labels import NUM_CLASSES, BACKGROUND
 
 # %% auto #0
-__all__ = ['TASKS', 'PEER_BACKBONES', 'resolve_task', 'peer_backbone', 'audio_kind', 'TimmPyramid', 'flatten_frames',
-           'eval_outputs', 'per_pixel_predict']
+__all__ = ['TASKS', 'PEER_BACKBONES', 'SUBSET_PROTOCOLS', 'resolve_task', 'peer_backbone', 'audio_kind', 'protocol_task',
+           'TimmPyramid', 'flatten_frames', 'eval_outputs', 'per_pixel_predict']
 
 # %% ../nbs/10_peer_parts.ipynb #9ad1fe79
 TASKS = {'binary': ('binary', None), 'semantic': ('semantic', None),
@@ -36,6 +36,18 @@ def audio_kind(preset:Preset, # the experiment preset
               ) -> str:
     "The `avss_nb.audio` encoder kind for `preset`: the from-scratch 'small' one for smoke/quick, VGGish otherwise."
     return 'small' if preset.name in ('smoke', 'quick') else 'vggish'
+
+# %% ../nbs/10_peer_parts.ipynb #a1c0e011
+SUBSET_PROTOCOLS = {'s4': 's4', 'v1s': 's4', 'ms3': 'ms3', 'v1m': 'ms3'}
+
+def protocol_task(task:str,      # 'binary' or 'semantic' (a run's task)
+                  subsets,       # the dataset's subset names, e.g. ['s4'] or ['v1s', 'v1m']
+                 ) -> str:
+    "`task`, or the subset name ('s4', 'ms3') whose official settings a binary run on `subsets` should get."
+    kind, _ = resolve_task(task)
+    protocols = {SUBSET_PROTOCOLS.get(s) for s in subsets}
+    if kind == 'binary' and len(protocols) == 1 and None not in protocols: return protocols.pop()
+    return task
 
 # %% ../nbs/10_peer_parts.ipynb #26c9961c
 class TimmPyramid(nn.Module):
