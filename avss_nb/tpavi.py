@@ -47,9 +47,10 @@ class TPAVI(nn.Module):
                  audio_dim:int=128,     # audio embedding width
                  zero_conv:bool=False,  # also zero the W_z conv (this freezes the block, see the text)
                  align_bias:bool=True,  # bias of the audio alignment layer (official: S4/MS3 True, AVSS False)
+                 literal:bool=False,    # the official op order: THW x THW affinity per clip (quadratic memory)
                 ):
         super().__init__()
-        inner = channels // 2
+        inner, self.literal = channels // 2, literal
         self.align_audio = nn.Linear(audio_dim, channels, bias=align_bias)
         self.theta, self.phi, self.g = (nn.Conv3d(channels, inner, 1) for _ in range(3))
         self.w_z = nn.Sequential(nn.Conv3d(inner, channels, 1), nn.BatchNorm3d(channels))
@@ -64,17 +65,43 @@ class TPAVI(nn.Module):
         n, c, h, w = visual.shape
         clips = _clip_ids(clips, n, visual.device)
         aligned = self.align_audio(audio)                                  # [N,C]
+        counts = torch.bincount(clips)                                     # frames per clip
+        if self.literal and bool((counts == counts[0]).all()) and torch.equal(clips, torch.arange(n, device=clips.device) // counts[0]):
+            return self._official_layout(visual, aligned, len(counts)), aligned
         x = visual.transpose(0, 1)[None]                                   # [1,C,N,H,W]: frames as time steps
+        if self.literal:                                                   # clips of unequal size: y clip by clip
+            y = torch.cat([self._official_layout(visual[clips == k], aligned[clips == k], 1, y_only=True)
+                           for k in range(len(counts))], 1)[:, torch.argsort(torch.argsort(clips, stable=True))]
+            z = self.w_z(y[None]) + x
+            return self.norm(z[0].permute(1, 2, 3, 0)).permute(0, 3, 1, 2), aligned
         theta = self.theta(x)[0]                                           # [C/2,N,H,W]
         g_sum = self.g(x)[0].sum((2, 3))                                   # [C/2,N]
         phi = self.phi(aligned.t()[None, :, :, None, None])[0, :, :, 0, 0] # [C/2,N], constant over H,W
-        counts = torch.bincount(clips)                                     # frames per clip
         outer = phi.t()[:, :, None] * g_sum.t()[:, None, :]                # [N,C/2,C/2]: phi_t (sum_hw g_t)^T
         context = outer.new_zeros(len(counts), *outer.shape[1:]).index_add_(0, clips, outer)
         context = context / (counts * h * w).to(context)[:, None, None]    # [K,C/2,C/2] = (1/N_k) sum_j phi_j g_j^T
         y = torch.einsum('ncd,cnhw->dnhw', context[clips], theta)          # [C/2,N,H,W]
         z = self.w_z(y[None]) + x                                          # [1,C,N,H,W]
         return self.norm(z[0].permute(1, 2, 3, 0)).permute(0, 3, 1, 2), aligned
+
+    def _official_layout(self, visual:torch.Tensor, # [K*T,C,H,W]: K clips of T frames, in order
+                         aligned:torch.Tensor,      # [K*T,C] aligned audio
+                         k:int,                     # number of clips
+                         y_only:bool=False,         # return y [C/2,K*T,H,W] (before W_z)
+                        ) -> torch.Tensor:          # [K*T,C,H,W]
+        "The official `TPAVIModule.forward`, op for op, on `[K,C,T,H,W]` clips: f = θᵀφ (THW x THW) / N, y = f g."
+        n, c, h, w = visual.shape
+        t, inner = n // k, self.theta.out_channels
+        x = visual.reshape(k, t, c, h, w).permute(0, 2, 1, 3, 4)                      # [K,C,T,H,W]
+        a = aligned.view(k, t, c).permute(0, 2, 1)[..., None, None].repeat(1, 1, 1, h, w)   # [K,C,T,H,W]
+        g_x = self.g(x).view(k, inner, -1).permute(0, 2, 1)                           # [K,THW,C/2]
+        theta_x = self.theta(x).view(k, inner, -1).permute(0, 2, 1)                   # [K,THW,C/2]
+        f = torch.matmul(theta_x, self.phi(a).view(k, inner, -1))                     # [K,THW,THW]
+        y = torch.matmul(f / f.size(-1), g_x).permute(0, 2, 1).contiguous().view(k, inner, t, h, w)
+        if y_only: return y.permute(1, 0, 2, 3, 4).reshape(inner, n, h, w)
+        z = self.w_z(y) + x
+        z = self.norm(z.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3)                # [K,C,T,H,W]
+        return z.permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
 
 def tpavi_reference(block:TPAVI,                  # the block whose weights to use
                     visual:torch.Tensor,          # [N,C,H,W]
@@ -174,6 +201,7 @@ class TPAVIConfig:
     head_align_corners: bool = False   # output head's x2 upsampling (official False)
     frame_flags: bool|None = None      # official AVSS: features x per-frame flag (`official_forward`); None: by kind
     zero_conv: bool = False            # also zero W_z's conv (official False: only its BatchNorm is zeroed)
+    tpavi_literal: bool = False        # official op order: THW x THW affinity (quadratic memory, the official fp32 rounding); False: exact factorised form
 
     def __post_init__(self):
         if self.kind not in ('binary', 'semantic'): raise ValueError(f"kind must be 'binary' or 'semantic', got {self.kind!r}")
@@ -212,7 +240,8 @@ class TPAVIModel(nn.Module):
         self.encoder = TimmPyramid(config.backbone, config.backbone_weights, **config.backbone_kwargs)
         self.audio_encoder = build_audio_encoder(config.audio_encoder, config.audio_weights)
         self.necks = nn.ModuleList(DilatedNeck(ci, c) for ci in self.encoder.channels)
-        self.tpavi = nn.ModuleDict({str(i): TPAVI(c, zero_conv=config.zero_conv, align_bias=config.use_align_bias)
+        self.tpavi = nn.ModuleDict({str(i): TPAVI(c, zero_conv=config.zero_conv, align_bias=config.use_align_bias,
+                                          literal=config.tpavi_literal)
                                     for i in config.tpavi_stages})
         self.fusion = nn.ModuleList(FeatureFusionBlock(c, relu_res, config.path_align_corners) for _ in range(4))
         self.head = nn.Sequential(nn.Conv2d(c, c // 2, 3, padding=1),
