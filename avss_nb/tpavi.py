@@ -78,7 +78,8 @@ class TPAVI(nn.Module):
         g_sum = self.g(x)[0].sum((2, 3))                                   # [C/2,N]
         phi = self.phi(aligned.t()[None, :, :, None, None])[0, :, :, 0, 0] # [C/2,N], constant over H,W
         outer = phi.t()[:, :, None] * g_sum.t()[:, None, :]                # [N,C/2,C/2]: phi_t (sum_hw g_t)^T
-        context = outer.new_zeros(len(counts), *outer.shape[1:]).index_add_(0, clips, outer)
+        member = F.one_hot(clips, len(counts)).t().to(outer)               # [K,N]: frame j in clip k (a deterministic sum)
+        context = (member @ outer.flatten(1)).view(len(counts), *outer.shape[1:])
         context = context / (counts * h * w).to(context)[:, None, None]    # [K,C/2,C/2] = (1/N_k) sum_j phi_j g_j^T
         y = torch.einsum('ncd,cnhw->dnhw', context[clips], theta)          # [C/2,N,H,W]
         z = self.w_z(y[None]) + x                                          # [1,C,N,H,W]

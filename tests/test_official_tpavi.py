@@ -183,6 +183,16 @@ def test_s4_outputs_equal_the_official(s4_state):
         if not flip: _compare(out, ref)
         else: assert (out['pred'] - ref['pred']).abs().max() > 100 * TOL, flip   # the option is what makes it official
 
+def test_project_forward_takes_embeddings(s4_state):
+    "The imported model's own forward(batch) with audio [B,T,128] (VGGish embeddings) gives official_forward's logits."
+    torch.manual_seed(6)
+    imgs, audio = torch.randn(5, 3, 64, 64), torch.randn(5, 128).relu()
+    model = load_official('tpavi-s4', s4_state, SMALL_AUDIO)
+    batch = dict(frames=imgs[None], audio=audio[None], target=torch.zeros(1, 5, 64, 64, dtype=torch.long), has_gt=torch.ones(1, 5, dtype=torch.bool))
+    with torch.no_grad(): ours, official = model(batch)['logits'], model.official_forward(imgs=imgs, audio=audio)['pred']
+    assert (ours - official).abs().max() <= TOL
+    assert model.predict(batch)['labels'].shape == (5, 64, 64)
+
 @pytest.mark.parametrize('case', ['v2', 'v1'])
 def test_avss_outputs_equal_the_official(case, avss_state):
     torch.manual_seed(4)
@@ -218,3 +228,18 @@ def test_evaluate_official_cli(tmp_path, s4_state):
     assert 0 <= rec['metrics']['test']['miou'] <= 1 and rec['metrics']['test']['frames'] > 0
     with pytest.raises(ValueError, match='audio_weights'):
         evaluate_official('tpavi-s4', tmp_path/'tpavi_s4.pth', None, 'toy:v1s')
+
+@pytest.mark.skipif(not __import__('os').environ.get('AVSS_SLOW'), reason='set AVSS_SLOW=1: full-size 224 px forwards (~4 GB, minutes on 2 cores)')
+def test_outputs_equal_the_official_at_224(s4_state, avss_state):
+    "The official input contract itself: [5,3,224,224] (S4) and [10,3,224,224] with the v1 flag (AVSS)."
+    torch.manual_seed(5)
+    for kind, state, t, flag in [('tpavi-s4', s4_state, 5, None), ('tpavi-avss', avss_state, 10, torch.tensor([1.] * 5 + [0.] * 5))]:
+        imgs, audio = torch.randn(t, 3, 224, 224), torch.randn(t, 128).relu()
+        if flag is not None: audio = audio * flag[:, None]
+        model = load_official(kind, state, SMALL_AUDIO)
+        extra = {} if flag is None else dict(vid_temporal_mask_flag=flag)
+        with torch.no_grad(): out = model.official_forward(imgs=imgs, audio=audio, **extra)
+        with torch.no_grad(): ref = official_reference(state, imgs, audio, flag)
+        assert ref['pred'].shape == (t, model.config.num_outputs, 224, 224)
+        _compare(out, ref)
+        del out, ref
