@@ -324,11 +324,14 @@ class TPAVIModel(nn.Module):
         "`labels` [N,H,W] and sounding `prob` [N,H,W] at `size` (default: the input size), in eval mode."
         return per_pixel_predict(eval_outputs(self, batch)['logits'], size)
 
-    def official_forward(self, imgs:torch.Tensor,  # [T,3,224,224] ImageNet-normalised frames of one video
+    def official_forward(self, imgs:torch.Tensor,  # [T,3,224,224] ImageNet-normalised frames (T a multiple of 5; [B,T,...] is flattened)
                          audio:torch.Tensor,       # [T,128] VGGish embeddings (AVSS: already x the flag, as train.py does)
                          vid_temporal_mask_flag:torch.Tensor|None=None, # [T] per-frame flag (AVSS only)
                         ) -> dict:
         "The official `Pred_endecoder.forward`: `pred` logits [T,C_out,S,S], `feature_map_{0..3}` [T,C,h,w], `a_fea_{0..3}` [T/5,5,C]."
+        if imgs.ndim == 5:                                             # [B,T,...]: flattened, as the official train loop does
+            imgs, audio = imgs.flatten(0, 1), audio.flatten(0, 1)
+            if vid_temporal_mask_flag is not None: vid_temporal_mask_flag = vid_temporal_mask_flag.flatten()
         if imgs.ndim != 4 or imgs.shape[1] != 3: raise ValueError(f"imgs must be [T,3,H,W], got {tuple(imgs.shape)}")
         t = imgs.shape[0]
         if tuple(audio.shape) != (t, 128): raise ValueError(f"audio must be [T={t},128] VGGish embeddings, got {tuple(audio.shape)}")
