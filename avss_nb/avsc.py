@@ -15,7 +15,7 @@ from .audio import build_audio_encoder, EMBEDDING_SIZE
 from .backbone import MSDeformPixelDecoder
 from .masked_decoder import MaskedAttentionDecoder
 from .criterion import CriterionConfig, SetCriterion, semantic_targets, _num_masks
-from .tpavi import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, eval_outputs
+from .peer_parts import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, eval_outputs
 
 # %% auto #0
 __all__ = ['AVSCConfig', 'PotentialObjectSegmenter', 'potential_instances', 'localisation_map', 'silent_object_aware_loss',

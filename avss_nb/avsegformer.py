@@ -14,7 +14,7 @@ from .audio import build_audio_encoder
 from .backbone import MSDeformPixelDecoder
 from .robust_keys import PriorConfig, frame_prior, fuse_prior
 from .criterion import dice_loss, ce_loss
-from .tpavi import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, per_pixel_predict, eval_outputs
+from .peer_parts import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, per_pixel_predict, eval_outputs
 
 # %% auto #0
 __all__ = ['AudioQueryGenerator', 'CrossModalMixer', 'AVSegFormerConfig', 'AVSegFormer', 'build_avsegformer']

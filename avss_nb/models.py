@@ -10,7 +10,8 @@ import time, types
 import torch, torch.nn as nn
 from .config import Preset, get_preset
 from .robust_keys import PriorConfig
-from .tpavi import resolve_task, build_tpavi
+from .peer_parts import resolve_task
+from .tpavi import build_tpavi
 from .avsegformer import build_avsegformer
 from .avsc import build_avsc
 

@@ -126,9 +126,11 @@ class RunSpec:
 
 # %% ../nbs/14_runs.ipynb #952741d5
 def build_model(spec:RunSpec):
-    "The spec's model from `avss_nb.models.build` (with its own `loss`)."
+    "The spec's model from `avss_nb.models.build` (with its own `loss`); a binary S4 or MS3 run gets that subset's settings."
     from avss_nb.models import build
-    return build(spec.model, spec.preset, spec.task, spec.priors, **dict(spec.variant))
+    from avss_nb.peer_parts import protocol_task
+    task = protocol_task(spec.task, parse_dataset(spec.dataset)[1])
+    return build(spec.model, spec.preset, task, spec.priors, **dict(spec.variant))
 
 def train_config(spec:RunSpec, settings:Settings|None=None, **kw) -> TrainConfig:
     "The TrainConfig of a spec: preset, schedule, seed, settings (device, workers), overrides."

@@ -8,96 +8,16 @@ Docs: https://avss-nb.github.io/avss_nb/tpavi.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass, field
 import torch, torch.nn as nn, torch.nn.functional as F
-import timm
 from .config import Preset, get_preset
 from .labels import NUM_CLASSES, IGNORE_INDEX, BACKGROUND
+from .peer_parts import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, eval_outputs, per_pixel_predict
 from .audio import build_audio_encoder
 from .criterion import bce_loss, ce_loss
 from .robust_keys import PriorConfig, frame_prior, fuse_prior
 
 # %% auto #0
-__all__ = ['TASKS', 'PEER_BACKBONES', 'resolve_task', 'peer_backbone', 'audio_kind', 'TimmPyramid', 'flatten_frames',
-           'eval_outputs', 'per_pixel_predict', 'DilatedNeck', 'TPAVI', 'tpavi_reference', 'ResidualConvUnit',
-           'FeatureFusionBlock', 'avm_kl_loss', 'TPAVIConfig', 'TPAVIModel', 'build_tpavi']
-
-# %% ../nbs/10a_tpavi.ipynb #9ad1fe79
-TASKS = {'binary': ('binary', None), 'semantic': ('semantic', None),
-         's4': ('binary', 's4'), 'ms3': ('binary', 'ms3'), 'avss': ('semantic', 'avss')}
-
-def resolve_task(task:str, # 'binary', 'semantic', or a subset name: 's4', 'ms3', 'avss'
-                ) -> tuple:
-    "`(kind, subset)` for `task`: kind is 'binary' or 'semantic'; subset selects official per-subset loss settings."
-    if task not in TASKS: raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
-    return TASKS[task]
-
-PEER_BACKBONES = {'smoke': 'resnet10t', 'quick': 'resnet18', 'full': 'resnet50', 'paper': 'pvt_v2_b5'}
-
-def peer_backbone(preset:Preset, # the experiment preset
-                 ) -> str:
-    "The timm encoder TPAVI and AVSegFormer use at `preset`: ResNet-50 / PVT-v2-b5 as their papers, tiny ones for smoke/quick."
-    return PEER_BACKBONES.get(preset.name, 'resnet50')
-
-def audio_kind(preset:Preset, # the experiment preset
-              ) -> str:
-    "The `avss_nb.audio` encoder kind for `preset`: the from-scratch 'small' one for smoke/quick, VGGish otherwise."
-    return 'small' if preset.name in ('smoke', 'quick') else 'vggish'
-
-# %% ../nbs/10a_tpavi.ipynb #26c9961c
-class TimmPyramid(nn.Module):
-    "A timm encoder (`features_only`) giving the four feature maps at strides 4, 8, 16 and 32."
-    def __init__(self,
-                 name:str,                # timm model name, e.g. 'resnet50', 'pvt_v2_b5', 'resnet10t'
-                 weights:str|None=None,   # local checkpoint file; nothing is downloaded
-                 **kwargs,                # extra timm.create_model arguments
-                ):
-        super().__init__()
-        overlay = dict(file=str(weights)) if weights else None
-        self.body = timm.create_model(name, pretrained=bool(weights), features_only=True,
-                                      pretrained_cfg_overlay=overlay, **kwargs)
-        reductions = self.body.feature_info.reduction()
-        missing = [r for r in (4, 8, 16, 32) if r not in reductions]
-        if missing: raise ValueError(f"timm model {name!r} has no feature maps at strides {missing} (it has {reductions})")
-        self.levels = [reductions.index(r) for r in (4, 8, 16, 32)]
-        self.channels = [self.body.feature_info.channels()[i] for i in self.levels]   # [256,512,1024,2048] for ResNet-50
-
-    def forward(self, images:torch.Tensor, # [N,3,S,S]
-               ) -> list:                  # 4 x [N,C_i,S/4 .. S/32]
-        features = self.body(images)
-        return [features[i] for i in self.levels]
-
-# %% ../nbs/10a_tpavi.ipynb #67d52c3d
-def flatten_frames(batch:dict, # a collated batch: frames [B,T,3,S,S], audio [B,T,96,64]
-                  ) -> tuple:
-    "Frames `[N,3,S,S]` and log-mel examples `[N,96,64]` of a batch (N = B*T), plus B and T."
-    frames, audio = batch['frames'], batch['audio']
-    if frames.ndim != 5: raise ValueError(f"batch['frames'] must be [B,T,3,S,S], got {tuple(frames.shape)}")
-    b, t = frames.shape[:2]
-    if tuple(audio.shape[:2]) != (b, t):
-        raise ValueError(f"batch['audio'] {tuple(audio.shape)} does not pair one example with each frame of {tuple(frames.shape)}")
-    return frames.flatten(0, 1), audio.flatten(0, 1), b, t
-
-@torch.no_grad()
-def eval_outputs(model:nn.Module, # a model whose forward takes a batch
-                 batch:dict,      # a collated batch
-                ) -> dict:
-    "`model(batch)` in eval mode without gradients; the model's train/eval mode is restored afterwards."
-    was_training = model.training
-    model.eval()
-    try: return model(batch)
-    finally: model.train(was_training)
-
-def per_pixel_predict(logits:torch.Tensor, # [N,C,h,w]: C = 1 (binary) or 71 (semantic)
-                      size=None,           # output side or (H, W); None keeps (h, w)
-                     ) -> dict:
-    "`labels` [N,H,W] int64 and sounding `prob` [N,H,W] from per-pixel logits."
-    if size is not None:
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        logits = F.interpolate(logits.float(), size=size, mode='bilinear', align_corners=False)
-    if logits.shape[1] == 1:
-        prob = logits[:, 0].float().sigmoid()
-        return dict(labels=(prob > 0.5).long(), prob=prob)
-    probs = logits.float().softmax(1)
-    return dict(labels=probs.argmax(1), prob=1 - probs[:, BACKGROUND])
+__all__ = ['AVM_REDUCTIONS', 'DilatedNeck', 'TPAVI', 'tpavi_reference', 'ResidualConvUnit', 'FeatureFusionBlock', 'avm_kl_loss',
+           'TPAVIConfig', 'TPAVIModel', 'build_tpavi']
 
 # %% ../nbs/10a_tpavi.ipynb #dc454bfa
 class DilatedNeck(nn.Module):
@@ -114,85 +34,148 @@ class DilatedNeck(nn.Module):
     def forward(self, x): return sum(conv(x) for conv in self.branches)   # [N,C_in,h,w] -> [N,C,h,w]
 
 # %% ../nbs/10a_tpavi.ipynb #9d3b74b1
+def _clip_ids(clips, n:int, device) -> torch.Tensor:
+    "Clip index of each of `n` frames (all one clip when `clips` is None)."
+    if clips is None: return torch.zeros(n, dtype=torch.long, device=device)
+    if clips.shape != (n,): raise ValueError(f"clips must be [N={n}] clip indices, got {tuple(clips.shape)}")
+    return clips.long()
+
 class TPAVI(nn.Module):
-    "Temporal pixel-wise audio-visual interaction: a non-local dot-product block with visual queries and audio keys."
+    "Temporal pixel-wise audio-visual interaction: a non-local dot-product block with visual queries and audio keys, within each clip."
     def __init__(self,
                  channels:int,          # visual channels C
                  audio_dim:int=128,     # audio embedding width
                  zero_conv:bool=False,  # also zero the W_z conv (this freezes the block, see the text)
+                 align_bias:bool=True,  # bias of the audio alignment layer (official: S4/MS3 True, AVSS False)
+                 literal:bool=False,    # the official op order: THW x THW affinity per clip (quadratic memory)
                 ):
         super().__init__()
-        inner = channels // 2
-        self.align_audio = nn.Linear(audio_dim, channels)
+        inner, self.literal = channels // 2, literal
+        self.align_audio = nn.Linear(audio_dim, channels, bias=align_bias)
         self.theta, self.phi, self.g = (nn.Conv3d(channels, inner, 1) for _ in range(3))
         self.w_z = nn.Sequential(nn.Conv3d(inner, channels, 1), nn.BatchNorm3d(channels))
         nn.init.zeros_(self.w_z[1].weight); nn.init.zeros_(self.w_z[1].bias)
         if zero_conv: nn.init.zeros_(self.w_z[0].weight); nn.init.zeros_(self.w_z[0].bias)
         self.norm = nn.LayerNorm(channels)
 
-    def forward(self, visual:torch.Tensor, # [B,C,T,H,W]
-                audio:torch.Tensor,        # [B,T,128]
-               ) -> tuple:                 # fused [B,C,T,H,W], aligned audio [B,T,C]
-        b, c, t, h, w = visual.shape
-        audio = self.align_audio(audio)                                # [B,T,C]
-        theta = self.theta(visual).flatten(2)                          # [B,C/2,THW]
-        phi = self.phi(audio.transpose(1, 2)[..., None, None])[..., 0, 0]   # [B,C/2,T], constant over H,W
-        g_sum = self.g(visual).sum((3, 4))                             # [B,C/2,T]
-        context = phi @ g_sum.transpose(1, 2) / (t * h * w)            # [B,C/2,C/2] = (1/N) sum_j phi_j g_j^T
-        y = (context.transpose(1, 2) @ theta).view(b, -1, t, h, w)     # [B,C/2,T,H,W]
-        z = self.w_z(y) + visual
-        return self.norm(z.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3), audio
+    def forward(self, visual:torch.Tensor,       # [N,C,H,W]: the frames of one or more clips
+                audio:torch.Tensor,              # [N,128]: one audio embedding per frame
+                clips:torch.Tensor|None=None,    # [N] int64 clip of each frame, 0..K-1 (attention stays in a clip); None: one clip
+               ) -> tuple:                       # fused [N,C,H,W], aligned audio [N,C]
+        n, c, h, w = visual.shape
+        clips = _clip_ids(clips, n, visual.device)
+        aligned = self.align_audio(audio)                                  # [N,C]
+        counts = torch.bincount(clips)                                     # frames per clip
+        if self.literal and bool((counts == counts[0]).all()) and torch.equal(clips, torch.arange(n, device=clips.device) // counts[0]):
+            return self._official_layout(visual, aligned, len(counts)), aligned
+        x = visual.transpose(0, 1)[None]                                   # [1,C,N,H,W]: frames as time steps
+        if self.literal:                                                   # clips of unequal size: y clip by clip
+            y = torch.cat([self._official_layout(visual[clips == k], aligned[clips == k], 1, y_only=True)
+                           for k in range(len(counts))], 1)[:, torch.argsort(torch.argsort(clips, stable=True))]
+            z = self.w_z(y[None]) + x
+            return self.norm(z[0].permute(1, 2, 3, 0)).permute(0, 3, 1, 2), aligned
+        theta = self.theta(x)[0]                                           # [C/2,N,H,W]
+        g_sum = self.g(x)[0].sum((2, 3))                                   # [C/2,N]
+        phi = self.phi(aligned.t()[None, :, :, None, None])[0, :, :, 0, 0] # [C/2,N], constant over H,W
+        outer = phi.t()[:, :, None] * g_sum.t()[:, None, :]                # [N,C/2,C/2]: phi_t (sum_hw g_t)^T
+        member = F.one_hot(clips, len(counts)).t().to(outer)               # [K,N]: frame j in clip k (a deterministic sum)
+        context = (member @ outer.flatten(1)).view(len(counts), *outer.shape[1:])
+        context = context / (counts * h * w).to(context)[:, None, None]    # [K,C/2,C/2] = (1/N_k) sum_j phi_j g_j^T
+        y = torch.einsum('ncd,cnhw->dnhw', context[clips], theta)          # [C/2,N,H,W]
+        z = self.w_z(y[None]) + x                                          # [1,C,N,H,W]
+        return self.norm(z[0].permute(1, 2, 3, 0)).permute(0, 3, 1, 2), aligned
 
-def tpavi_reference(block:TPAVI,           # the block whose weights to use
-                    visual:torch.Tensor,   # [B,C,T,H,W]
-                    audio:torch.Tensor,    # [B,T,128]
+    def _official_layout(self, visual:torch.Tensor, # [K*T,C,H,W]: K clips of T frames, in order
+                         aligned:torch.Tensor,      # [K*T,C] aligned audio
+                         k:int,                     # number of clips
+                         y_only:bool=False,         # return y [C/2,K*T,H,W] (before W_z)
+                        ) -> torch.Tensor:          # [K*T,C,H,W]
+        "The official `TPAVIModule.forward`, op for op, on `[K,C,T,H,W]` clips: f = θᵀφ (THW x THW) / N, y = f g."
+        n, c, h, w = visual.shape
+        t, inner = n // k, self.theta.out_channels
+        x = visual.reshape(k, t, c, h, w).permute(0, 2, 1, 3, 4)                      # [K,C,T,H,W]
+        a = aligned.view(k, t, c).permute(0, 2, 1)[..., None, None].repeat(1, 1, 1, h, w)   # [K,C,T,H,W]
+        g_x = self.g(x).view(k, inner, -1).permute(0, 2, 1)                           # [K,THW,C/2]
+        theta_x = self.theta(x).view(k, inner, -1).permute(0, 2, 1)                   # [K,THW,C/2]
+        f = torch.matmul(theta_x, self.phi(a).view(k, inner, -1))                     # [K,THW,THW]
+        y = torch.matmul(f / f.size(-1), g_x).permute(0, 2, 1).contiguous().view(k, inner, t, h, w)
+        if y_only: return y.permute(1, 0, 2, 3, 4).reshape(inner, n, h, w)
+        z = self.w_z(y) + x
+        z = self.norm(z.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3)                # [K,C,T,H,W]
+        return z.permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
+
+def tpavi_reference(block:TPAVI,                  # the block whose weights to use
+                    visual:torch.Tensor,          # [N,C,H,W]
+                    audio:torch.Tensor,           # [N,128]
+                    clips:torch.Tensor|None=None, # [N] clip indices
                    ) -> tuple:
-    "The literal THW x THW form of `TPAVI.forward` (quadratic memory), to check the factorised one."
-    b, c, t, h, w = visual.shape
-    audio = block.align_audio(audio)
-    audio_map = audio.transpose(1, 2)[..., None, None].expand(-1, -1, -1, h, w)   # [B,C,T,H,W]
-    theta, phi, g = block.theta(visual).flatten(2), block.phi(audio_map).flatten(2), block.g(visual).flatten(2)
-    affinity = theta.transpose(1, 2) @ phi / theta.shape[-1]         # [B,N,N]
-    y = (affinity @ g.transpose(1, 2)).transpose(1, 2).reshape(b, -1, t, h, w)
-    z = block.w_z(y) + visual
-    return block.norm(z.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3), audio
+    "The literal THW x THW form of `TPAVI.forward`, clip by clip (quadratic memory), to check the factorised one."
+    n, c, h, w = visual.shape
+    clips = _clip_ids(clips, n, visual.device)
+    aligned = block.align_audio(audio)
+    y = visual.new_zeros(block.theta.out_channels, n, h, w)
+    for k in clips.unique():
+        idx = (clips == k).nonzero()[:, 0]
+        x = visual[idx].transpose(0, 1)[None]                                          # [1,C,T,H,W]
+        audio_map = aligned[idx].t()[None, :, :, None, None].expand(-1, -1, -1, h, w)  # [1,C,T,H,W]
+        theta, phi, g = block.theta(x).flatten(2), block.phi(audio_map).flatten(2), block.g(x).flatten(2)   # [1,C/2,THW]
+        affinity = theta.transpose(1, 2) @ phi / theta.shape[-1]                       # [1,THW,THW], no softmax
+        y[:, idx] = (affinity @ g.transpose(1, 2)).transpose(1, 2).reshape(-1, len(idx), h, w)
+    z = block.w_z(y[None]) + visual.transpose(0, 1)[None]
+    return block.norm(z[0].permute(1, 2, 3, 0)).permute(0, 3, 1, 2), aligned
 
 # %% ../nbs/10a_tpavi.ipynb #47bda4b3
 class ResidualConvUnit(nn.Module):
-    "DPT residual unit: ReLU, conv3x3, ReLU, conv3x3, plus the input."
-    def __init__(self, channels:int):
+    "DPT residual unit: ReLU, conv3x3, ReLU, conv3x3, plus the input, or plus relu(input) as the official in-place ReLU makes it."
+    def __init__(self, channels:int,
+                 relu_residual:bool=True, # official: the first ReLU is in place, so the residual is relu(x)
+                ):
         super().__init__()
+        self.relu_residual = relu_residual
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
-    def forward(self, x): return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+    def forward(self, x):
+        r = F.relu(x)
+        return (r if self.relu_residual else x) + self.conv2(F.relu(self.conv1(r)))
 
 class FeatureFusionBlock(nn.Module):
-    "DPT fusion: path + refined skip, a residual unit, bilinear upsampling (align_corners=True) to `size` (default x2)."
-    def __init__(self, channels:int):
+    "DPT fusion: path + refined skip, a residual unit, bilinear upsampling to `size` (default x2)."
+    def __init__(self, channels:int,
+                 relu_residual:bool=True,   # `ResidualConvUnit` residual (official True)
+                 align_corners:bool=True,   # of the upsampling (official True)
+                ):
         super().__init__()
-        self.skip_unit, self.out_unit = ResidualConvUnit(channels), ResidualConvUnit(channels)
+        self.align_corners = align_corners
+        self.skip_unit, self.out_unit = ResidualConvUnit(channels, relu_residual), ResidualConvUnit(channels, relu_residual)
 
     def forward(self, path, skip=None, size=None):
         out = path if skip is None else path + self.skip_unit(skip)
         out = self.out_unit(out)
         size = size or tuple(2 * s for s in out.shape[-2:])
-        return F.interpolate(out, size=size, mode='bilinear', align_corners=True)
+        return F.interpolate(out, size=size, mode='bilinear', align_corners=self.align_corners)
 
 # %% ../nbs/10a_tpavi.ipynb #5de3a870
+AVM_REDUCTIONS = ('mean', 'sum')
+
 def avm_kl_loss(sounding:torch.Tensor,   # [N,1,S,S]: sounding logits (binary) or a 0/1 mask (semantic)
                 visual_maps:list,         # per stage [N,C,h,w], after TPAVI
                 audio_feats:list,         # per stage [N,C], TPAVI's aligned audio
                 from_logits:bool=True,    # pool the logits, then sigmoid (the official order)
+                weights:torch.Tensor|None=None, # [N] frame weights: 1 = has ground truth, 0 = skip; None: all frames
+                reduction:str='mean',     # over frames: 'mean' (weighted) or 'sum' (the official MS3 `reduction='sum'`)
                ) -> torch.Tensor:
-    "Audio-visual matching: KL(softmax(audio) || softmax(mask-pooled visual)) over channels, mean over frames and stages."
+    "Audio-visual matching: KL(softmax(audio) || softmax(mask-pooled visual)) over channels, reduced over frames, mean over stages."
+    if reduction not in AVM_REDUCTIONS: raise ValueError(f"reduction must be one of {AVM_REDUCTIONS}, got {reduction!r}")
+    w = sounding.new_ones(len(sounding)) if weights is None else weights.to(sounding.device).float()
     terms = []
     for visual, audio in zip(visual_maps, audio_feats):
         mask = F.adaptive_avg_pool2d(sounding, visual.shape[-2:])     # [N,1,h,w]
         if from_logits: mask = mask.sigmoid()
         pooled = (visual * mask).mean((2, 3))                          # [N,C]
-        kl = F.kl_div(pooled.log_softmax(-1), audio.softmax(-1), reduction='none').sum(-1)   # [N]
-        terms.append(kl.mean())
+        kl = F.kl_div(pooled.float().log_softmax(-1), audio.float().softmax(-1), reduction='none').sum(-1)   # [N]
+        total = (kl * w).sum()
+        terms.append(total if reduction == 'sum' else total / w.sum().clamp_min(1))
     return torch.stack(terms).mean()
 
 # %% ../nbs/10a_tpavi.ipynb #f104050d
@@ -205,15 +188,33 @@ class TPAVIConfig:
     backbone_kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments
     channels: int = 256                # neck, TPAVI and decoder width
     tpavi_stages: tuple = (0, 1, 2, 3) # stages with a TPAVI block
-    audio_encoder: str = 'vggish'      # `avss_nb.audio.build_audio_encoder` kind
+    audio_encoder: str = 'vggish'      # `avss_nb.audio.build_audio_encoder` kind (audio [B,T,128] skips it)
     audio_weights: str|None = None     # VGGish weights (then frozen, like the official pre-extracted features)
     avm_stages: tuple = (0, 1, 2, 3)   # stages of the audio-visual matching (AVM) term
     avm_weight: float = 0.5            # lambda_1 of the AVM term (0 turns it off, as the official S4 script)
+    avm_reduction: str = 'mean'        # AVM over frames with GT: 'mean'; official MS3 'sum' (20x the mean at batch 4x5)
     prior_fusion: bool = False         # Stepping Stones: add the stage-1 prior to the head's mask feature
     first_frame_only: bool = False     # supervise frame 0 only (the official S4 loss)
+    clip_frames: int|None = 5          # TPAVI attends within clips of this many frames: official 5 (hard-coded, AVSS = two halves); None: whole clip
+    align_bias: bool|None = None       # bias of TPAVI's audio alignment: official True (S4/MS3), False (AVSS); None: by kind
+    rcu_relu_residual: bool = True     # official in-place ReLU: RCU residual relu(x), stage maps (AVM's) ReLU'd; False: x
+    path_align_corners: bool = True    # fusion blocks' x2 upsampling (official True)
+    head_align_corners: bool = False   # output head's x2 upsampling (official False)
+    frame_flags: bool|None = None      # official AVSS: features x per-frame flag (`official_forward`); None: by kind
+    zero_conv: bool = False            # also zero W_z's conv (official False: only its BatchNorm is zeroed)
+    tpavi_literal: bool = False        # official op order: THW x THW affinity (quadratic memory, the official fp32 rounding); False: exact factorised form
+
+    def __post_init__(self):
+        if self.kind not in ('binary', 'semantic'): raise ValueError(f"kind must be 'binary' or 'semantic', got {self.kind!r}")
+        if self.avm_reduction not in AVM_REDUCTIONS: raise ValueError(f"avm_reduction must be one of {AVM_REDUCTIONS}, got {self.avm_reduction!r}")
+        if self.clip_frames is not None and self.clip_frames < 1: raise ValueError(f"clip_frames must be >= 1 or None, got {self.clip_frames}")
 
     @property
     def num_outputs(self) -> int: return 1 if self.kind == 'binary' else NUM_CLASSES
+    @property
+    def use_align_bias(self) -> bool: return self.kind == 'binary' if self.align_bias is None else self.align_bias
+    @property
+    def use_frame_flags(self) -> bool: return self.kind == 'semantic' if self.frame_flags is None else self.frame_flags
 
     @classmethod
     def from_preset(cls, preset:Preset|str, # preset or its name
@@ -236,48 +237,85 @@ class TPAVIModel(nn.Module):
     def __init__(self, config:TPAVIConfig):
         super().__init__()
         self.config = config
-        c = config.channels
+        c, relu_res = config.channels, config.rcu_relu_residual
         self.encoder = TimmPyramid(config.backbone, config.backbone_weights, **config.backbone_kwargs)
         self.audio_encoder = build_audio_encoder(config.audio_encoder, config.audio_weights)
         self.necks = nn.ModuleList(DilatedNeck(ci, c) for ci in self.encoder.channels)
-        self.tpavi = nn.ModuleDict({str(i): TPAVI(c) for i in config.tpavi_stages})
-        self.fusion = nn.ModuleList(FeatureFusionBlock(c) for _ in range(4))
+        self.tpavi = nn.ModuleDict({str(i): TPAVI(c, zero_conv=config.zero_conv, align_bias=config.use_align_bias,
+                                          literal=config.tpavi_literal)
+                                    for i in config.tpavi_stages})
+        self.fusion = nn.ModuleList(FeatureFusionBlock(c, relu_res, config.path_align_corners) for _ in range(4))
         self.head = nn.Sequential(nn.Conv2d(c, c // 2, 3, padding=1),
-                                  nn.Upsample(scale_factor=2, mode='bilinear', align_corners=True),
+                                  nn.Upsample(scale_factor=2, mode='bilinear', align_corners=config.head_align_corners),
                                   nn.Conv2d(c // 2, 32, 3, padding=1), nn.ReLU(inplace=True),
                                   nn.Conv2d(32, config.num_outputs, 1))
 
-    def forward(self, batch:dict) -> dict:
-        "`logits` [N,C_out,S,S] plus the per-stage `visual_maps` and `audio_feats` of the AVM term."
-        frames, log_mel, b, t = flatten_frames(batch)                  # [N,3,S,S], [N,96,64]
-        audio = self.audio_encoder(log_mel).view(b, t, -1)             # [B,T,128]
-        feats = [neck(f) for neck, f in zip(self.necks, self.encoder(frames))]   # 4 x [N,C,S/4 .. S/32]
+    def clip_ids(self, b:int, t:int, device=None) -> torch.Tensor:
+        "[B*T] TPAVI clip of each frame: video b's frames in runs of `clip_frames` (the official 5-frame halves)."
+        chunk = torch.arange(t, device=device) // (self.config.clip_frames or t)
+        return (torch.arange(b, device=device)[:, None] * (int(chunk[-1]) + 1) + chunk).flatten()
+
+    def embed_audio(self, audio:torch.Tensor, # [N,96,64] log-mel examples, or [N,128] embeddings (the official input)
+                   ) -> torch.Tensor:         # [N,128]
+        "The per-frame audio embedding: the audio encoder's, unless the batch already holds embeddings."
+        return audio.float() if audio.ndim == 2 else self.audio_encoder(audio)
+
+    def run(self, frames:torch.Tensor,  # [N,3,S,S]
+            audio:torch.Tensor,         # [N,128] audio embeddings
+            clips:torch.Tensor,         # [N] TPAVI clip of each frame, 0..K-1
+            flags=None,                 # [N] per-frame flags (official AVSS `vid_temporal_mask_flag`) or None
+            prior=None,                 # [N,S,S] Stepping Stones prior (with `prior_fusion`)
+           ) -> dict:
+        "`logits` [N,C_out,S,S], the post-TPAVI stage `maps` and the aligned `audio_feats` {stage: [N,C]} of N frames."
+        mul = (lambda x: x) if flags is None else (lambda x: x * flags.view(-1, 1, 1, 1).to(x.dtype))   # official flag products
+        feats = [mul(neck(f)) for neck, f in zip(self.necks, self.encoder(frames))]   # 4 x [N,C,S/4 .. S/32]
         audio_feats = {}
         for key, block in self.tpavi.items():
-            i = int(key); n, c, h, w = feats[i].shape
-            fused, aligned = block(feats[i].view(b, t, c, h, w).transpose(1, 2), audio)   # [B,C,T,h,w], [B,T,C]
-            feats[i], audio_feats[i] = fused.transpose(1, 2).reshape(n, c, h, w), aligned.flatten(0, 1)
-        path = self.fusion[3](feats[3], size=feats[2].shape[-2:])      # [N,C,S/16,S/16]
-        path = self.fusion[2](path, feats[2], size=feats[1].shape[-2:])   # 1/8
-        path = self.fusion[1](path, feats[1], size=feats[0].shape[-2:])   # 1/4
-        path = self.fusion[0](path, feats[0])                          # [N,C,S/2,S/2]: the head's mask feature
-        if self.config.prior_fusion: path = fuse_prior(path, frame_prior(batch, path.shape[0]))   # Stepping Stones
-        logits = self.head(path)                                       # [N,C_out,S,S]
+            i = int(key)
+            fused, audio_feats[i] = block(feats[i], audio, clips)      # [N,C,h,w], [N,C]
+            feats[i] = mul(fused)
+        path = mul(self.fusion[3](feats[3], size=feats[2].shape[-2:]))        # [N,C,S/16,S/16]
+        path = mul(self.fusion[2](path, feats[2], size=feats[1].shape[-2:]))  # 1/8
+        path = mul(self.fusion[1](path, feats[1], size=feats[0].shape[-2:]))  # 1/4
+        path = mul(self.fusion[0](path, feats[0]))                     # [N,C,S/2,S/2]: the head's mask feature
+        if prior is not None: path = fuse_prior(path, prior)           # Stepping Stones
+        logits = mul(self.head(path))                                  # [N,C_out,S,S]
+        maps = [F.relu(f) for f in feats] if self.config.rcu_relu_residual else feats   # the official in-place ReLU
+        return dict(logits=logits, maps=maps, audio_feats=audio_feats)
+
+    def forward(self, batch:dict) -> dict:
+        "`logits` [N,C_out,S,S] (N = B*T; zeros at padded frames) plus the per-stage `visual_maps` and `audio_feats` of the AVM term."
+        frames, audio, b, t = flatten_frames(batch)                    # [N,3,S,S], [N,96,64] or [N,128]
+        n, clips = b * t, self.clip_ids(b, t, frames.device)
+        valid = batch.get('valid')
+        keep = None if valid is None or bool(valid.all()) else valid.flatten().to(frames.device).nonzero()[:, 0]
+        prior = frame_prior(batch, n) if self.config.prior_fusion else None
+        if keep is not None:                                           # padded frames never enter the model
+            frames, audio, clips = frames[keep], audio[keep], clips[keep]
+            prior = None if prior is None else prior[keep]
+        clips = torch.unique(clips, return_inverse=True)[1]
+        out = self.run(frames, self.embed_audio(audio), clips, prior=prior)
+        logits = out['logits']
         if logits.shape[-2:] != frames.shape[-2:]:
             logits = F.interpolate(logits, size=frames.shape[-2:], mode='bilinear', align_corners=False)
-        stages = [i for i in self.config.avm_stages if i in audio_feats]
-        return dict(logits=logits, visual_maps=[feats[i] for i in stages], audio_feats=[audio_feats[i] for i in stages])
+        if keep is not None: logits = logits.new_zeros(n, *logits.shape[1:]).index_copy(0, keep, logits)
+        stages = [i for i in self.config.avm_stages if i in out['audio_feats']]
+        return dict(logits=logits, visual_maps=[out['maps'][i] for i in stages], audio_feats=[out['audio_feats'][i] for i in stages],
+                    kept_frames=keep)
 
     def loss(self, outputs:dict, batch:dict) -> dict:
-        "BCE (binary) or CE (semantic) on frames with ground truth, plus `avm_weight` x the AVM term."
+        "BCE (binary) or CE (semantic) on frames with ground truth, plus `avm_weight` x the AVM term over those frames."
         logits, first = outputs['logits'], self.config.first_frame_only
         binary = self.config.kind == 'binary'
         if binary: parts = dict(loss_bce=bce_loss(logits, batch['target'], batch['has_gt'], first_frame_only=first))
         else: parts = dict(loss_ce=ce_loss(logits, batch['target'], batch['has_gt'], first_frame_only=first))
         total = sum(parts.values())
         if self.config.avm_weight and outputs['visual_maps']:
+            keep, has_gt = outputs.get('kept_frames'), batch['has_gt'].flatten().to(logits.device)
+            if keep is not None: logits, has_gt = logits[keep], has_gt[keep]
             sounding = logits if binary else (logits.argmax(1, keepdim=True) != BACKGROUND).float()
-            parts['loss_avm'] = avm_kl_loss(sounding, outputs['visual_maps'], outputs['audio_feats'], from_logits=binary)
+            parts['loss_avm'] = avm_kl_loss(sounding, outputs['visual_maps'], outputs['audio_feats'], from_logits=binary,
+                                            weights=has_gt, reduction=self.config.avm_reduction)
             total = total + self.config.avm_weight * parts['loss_avm']
         return dict(loss=total, **parts)
 
@@ -285,6 +323,32 @@ class TPAVIModel(nn.Module):
     def predict(self, batch:dict, size=None) -> dict:
         "`labels` [N,H,W] and sounding `prob` [N,H,W] at `size` (default: the input size), in eval mode."
         return per_pixel_predict(eval_outputs(self, batch)['logits'], size)
+
+    def official_forward(self, imgs:torch.Tensor,  # [T,3,224,224] ImageNet-normalised frames (T a multiple of 5; [B,T,...] is flattened)
+                         audio:torch.Tensor,       # [T,128] VGGish embeddings (AVSS: already x the flag, as train.py does)
+                         vid_temporal_mask_flag:torch.Tensor|None=None, # [T] per-frame flag (AVSS only)
+                        ) -> dict:
+        "The official `Pred_endecoder.forward`: `pred` logits [T,C_out,S,S], `feature_map_{0..3}` [T,C,h,w], `a_fea_{0..3}` [T/5,5,C]."
+        if imgs.ndim == 5:                                             # [B,T,...]: flattened, as the official train loop does
+            imgs, audio = imgs.flatten(0, 1), audio.flatten(0, 1)
+            if vid_temporal_mask_flag is not None: vid_temporal_mask_flag = vid_temporal_mask_flag.flatten()
+        if imgs.ndim != 4 or imgs.shape[1] != 3: raise ValueError(f"imgs must be [T,3,H,W], got {tuple(imgs.shape)}")
+        t = imgs.shape[0]
+        if tuple(audio.shape) != (t, 128): raise ValueError(f"audio must be [T={t},128] VGGish embeddings, got {tuple(audio.shape)}")
+        clip = self.config.clip_frames or t
+        if t % clip: raise ValueError(f"the official model cuts the frames into clips of {clip} (reshape(-1, {clip}, ...)); got T={t}")
+        flags = None
+        if self.config.use_frame_flags:
+            if vid_temporal_mask_flag is None: raise ValueError("this model (official AVSS layout) needs vid_temporal_mask_flag [T]")
+            flags = vid_temporal_mask_flag.reshape(-1).to(imgs.device, imgs.dtype)
+            if len(flags) != t: raise ValueError(f"vid_temporal_mask_flag has {len(flags)} values for T={t} frames")
+        elif vid_temporal_mask_flag is not None:
+            raise ValueError("this model (official S4/MS3 layout, frame_flags off) takes no vid_temporal_mask_flag")
+        out = self.run(imgs, audio, torch.arange(t, device=imgs.device) // clip, flags)
+        res = dict(pred=out['logits'])
+        res.update({f'feature_map_{i}': m for i, m in enumerate(out['maps'])})
+        res.update({f'a_fea_{i}': a.view(-1, clip, a.shape[-1]) for i, a in out['audio_feats'].items()})
+        return res
 
 def build_tpavi(preset:Preset|str='smoke', # preset or its name
                 task:str='binary',         # 'binary', 'semantic', 's4', 'ms3' or 'avss'
