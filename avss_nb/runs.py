@@ -18,7 +18,8 @@ from .train import (TrainConfig, Trainer, evaluate, init_distributed, seed_every
 # %% auto #0
 __all__ = ['TASKS', 'DATASET_SOURCES', 'parse_dataset', 'build_dataset', 'RunSpec', 'build_model', 'train_config', 'run_dir',
            'record_path', 'load_record', 'git_revision', 'describe_device', 'epoch_line', 'train_run', 'write_record',
-           'load_run_model', 'evaluate_run', 'list_runs', 'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
+           'load_run_model', 'evaluate_run', 'run_priors_dir', 'ensure_run_priors', 'with_priors', 'list_runs',
+           'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
 
 # %% ../nbs/14_runs.ipynb #cd510c7a
 TASKS = ('binary', 'semantic')
@@ -166,10 +167,9 @@ def describe_device(device:torch.device, world_size:int=1) -> str:
 
 # %% ../nbs/14_runs.ipynb #a8d9285d
 def _datasets(spec:RunSpec, split:str, settings:Settings, prior:str|None=None, dataset:str|None=None) -> Dataset:
-    from avss_nb.two_stage import with_prior
     ds = build_dataset(dataset or spec.dataset, split, spec.task, spec.preset, settings)
     source = prior if prior is not None else (spec.train_prior if split == 'train' else spec.eval_prior)
-    return with_prior(ds, source, settings=settings, seed=spec.seed)
+    return with_priors(ds, source, settings, spec.seed)
 
 def _prior_info(ds) -> dict|None:
     return ds.describe() if hasattr(ds, 'describe') else None
@@ -281,6 +281,43 @@ def evaluate_run(run:'RunSpec|str',            # spec or hash of a finished run
         rec.setdefault('evaluations', {})[key] = out
         write_record(rec, settings)
     return out
+
+# %% ../nbs/14_runs.ipynb #25e37958
+def run_priors_dir(run_hash:str, settings:Settings|None=None) -> Path:
+    "Where a stage-1 run's priors live."
+    return run_dir(run_hash, settings)/'priors'
+
+def ensure_run_priors(run_hash:str,      # a finished stage-1 run
+                      dataset:Dataset,   # videos that need priors
+                      settings:Settings|None=None,
+                      progress:bool=False,
+                     ) -> Path:
+    "The run's priors folder, after exporting any video of `dataset` it lacks."
+    from avss_nb.two_stage import PriorDir, video_keys, export_priors
+    import torch.distributed as dist
+    root = run_priors_dir(run_hash, settings)
+    pd = PriorDir(root)
+    keys = video_keys(dataset)
+    todo = [i for i, k in enumerate(keys) if pd.check([k])] if root.is_dir() else list(range(len(keys)))
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    if todo and rank == 0:
+        model = load_run_model(run_hash, settings)
+        export_priors(model, Subset(dataset, todo) if len(todo) < len(keys) else dataset, root,
+                      progress=progress, source=f'run:{run_hash}')
+    barrier()
+    return root
+
+def with_priors(dataset:Dataset,              # items in the shared format
+                source,                       # a PriorSource or its spec ('none', 'gt', 'run:<hash>', ...)
+                settings:Settings|None=None,  # runs_dir of run: sources
+                seed:int=0,                   # degraded: noise seed
+                **kw,                         # further WithPrior arguments
+               ) -> Dataset:
+    "`avss_nb.two_stage.with_prior`, with a `run:<hash>` source's priors exported first."
+    from avss_nb.two_stage import PriorSource, with_prior
+    src = PriorSource.parse(source)
+    if src.kind == 'run': kw['root'] = ensure_run_priors(src.arg, dataset, settings)
+    return with_prior(dataset, src, seed=seed, **kw)
 
 # %% ../nbs/14_runs.ipynb #3a4f428a
 def list_runs(settings:Settings|None=None, **where) -> list[dict]:

@@ -6,7 +6,7 @@ Docs: https://avss-nb.github.io/avss_nb/two_stage.html.md"""
 
 # %% ../nbs/13_two_stage.ipynb #a0edaec8
 from __future__ import annotations
-import os, json, math, zlib, functools
+import json, math, zlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -15,13 +15,12 @@ from torch.utils.data import Dataset, ConcatDataset, Subset, DataLoader
 from PIL import Image
 from tqdm.auto import tqdm
 from .robust_keys import prior_from_target
-from .train import atomic_write, to_device, unwrap, autocast, default_collate_fn, barrier
+from .train import atomic_write, to_device, unwrap, autocast, default_collate_fn
 
 # %% auto #0
 __all__ = ['PRIOR_KINDS', 'DEGRADED_LEVELS', 'PriorSource', 'VideoKey', 'video_keys', 'PriorFilesError', 'prior_path', 'PriorDir',
            'write_prior_png', 'noise_field', 'degrade_mask', 'prior_metrics', 'calibrate_strength', 'WithPrior',
-           'with_prior', 'dataset_name', 'export_priors', 'run_priors_dir', 'ensure_run_priors', 'measure_priors',
-           'export_run_priors', 'run_two_stage', 'add_cli']
+           'with_prior', 'dataset_name', 'export_priors', 'measure_priors']
 
 # %% ../nbs/13_two_stage.ipynb #973ce1fc
 PRIOR_KINDS = ('none', 'gt', 'run', 'dir', 'degraded')
@@ -207,7 +206,7 @@ class WithPrior(Dataset):
     def __init__(self,
                  dataset:Dataset,          # items in the shared format
                  source:'PriorSource|str', # see PriorSource.parse
-                 settings=None,            # Settings (runs_dir for run: sources); default get_settings()
+                 root:str|Path|None=None,  # run: the run's exported priors folder (`avss_nb.runs.with_priors` resolves it)
                  seed:int=0,               # degraded: noise seed
                  calib_videos:int=64,      # degraded: videos used to calibrate the strength
                  strength:float|None=None, # degraded: use this noise amplitude instead of calibrating
@@ -218,7 +217,10 @@ class WithPrior(Dataset):
         kind = self.source.kind
         if kind == 'none': raise ValueError("WithPrior with source 'none': use the dataset itself")
         if kind in ('dir', 'run'):
-            root = Path(self.source.arg) if kind == 'dir' else ensure_run_priors(self.source.arg, dataset, settings)
+            if kind == 'run' and root is None:
+                raise ValueError(f"prior source {self.source}: a stage-1 run's priors need its folder; use "
+                                 "avss_nb.runs.with_priors(dataset, source), which exports them first, or pass root=")
+            root = Path(self.source.arg) if kind == 'dir' else Path(root)
             self.priors = PriorDir(root)
             if validate: self.priors.validate(video_keys(dataset))
             self.info.update(root=str(root), **{k: v for k, v in self.priors.meta.items() if k in ('miou', 'fscore', 'soft', 'size')})
@@ -310,32 +312,6 @@ def export_priors(model:nn.Module,        # a model with predict(batch, size) ->
     atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=1)))
     return stats
 
-# %% ../nbs/13_two_stage.ipynb #8dd5d1b2
-def run_priors_dir(run_hash:str, settings=None) -> Path:
-    "Where a stage-1 run's priors live."
-    from avss_nb.runs import run_dir
-    return run_dir(run_hash, settings)/'priors'
-
-def ensure_run_priors(run_hash:str,      # a finished stage-1 run
-                      dataset:Dataset,   # videos that need priors
-                      settings=None,
-                      progress:bool=False,
-                     ) -> Path:
-    "The run's priors folder, after exporting any video of `dataset` it lacks."
-    from avss_nb.runs import load_run_model
-    import torch.distributed as dist
-    root = run_priors_dir(run_hash, settings)
-    pd = PriorDir(root)
-    keys = video_keys(dataset)
-    todo = [i for i, k in enumerate(keys) if pd.check([k])] if root.is_dir() else list(range(len(keys)))
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    if todo and rank == 0:
-        model = load_run_model(run_hash, settings)
-        export_priors(model, Subset(dataset, todo) if len(todo) < len(keys) else dataset, root,
-                      progress=progress, source=f'run:{run_hash}')
-    barrier()
-    return root
-
 # %% ../nbs/13_two_stage.ipynb #de6759fd
 def measure_priors(dataset:WithPrior) -> dict:
     "mIoU / F-score of the priors of `dataset` against its ground truth (annotated frames)."
@@ -346,94 +322,3 @@ def measure_priors(dataset:WithPrior) -> dict:
         acc = m if acc is None else acc.merge(m)
     r = acc.compute()
     return dict(source=str(dataset.source), miou=r['miou'], fscore=r['fscore'], frames=r['frames'])
-
-# %% ../nbs/13_two_stage.ipynb #3a2cacc6
-def export_run_priors(run_hash:str,                  # a finished stage-1 run
-                      splits=('val', 'test'),        # splits to export
-                      dataset:str|None=None,         # dataset spec (default: the run's)
-                      out:str|Path|None=None,        # PRIORS root (default: <runs_dir>/<hash>/priors)
-                      soft:bool=False,               # write probabilities instead of 0/255
-                      size:int|None=None,            # PNG side (default: the preset's image size; official 224)
-                      settings=None,
-                      progress:bool=True,
-                      force:bool=False,              # export again even where priors.json already scores the split
-                     ) -> dict:
-    "Export a run's priors for `splits`; returns {split: stats} (mIoU of the priors vs GT, overall and per subset)."
-    from avss_nb.runs import load_record, load_run_model, RunSpec, build_dataset
-    rec = load_record(run_hash, settings)
-    if rec is None: raise FileNotFoundError(f"no run {run_hash} (train it first)")
-    spec = RunSpec.from_dict(rec['spec'])
-    root = Path(out) if out else run_priors_dir(run_hash, settings)
-    model, stats = None, {}
-    for split in splits:
-        ds = build_dataset(dataset or spec.dataset, split, 'binary', spec.preset, settings)
-        pd = PriorDir(root)
-        done = pd.meta.get('scores', {}).get(dataset_name(ds))
-        if done and not force and pd.meta.get('soft', False) == soft and (size is None or pd.meta.get('size') == [size, size]) \
-           and not pd.check(video_keys(ds)):
-            stats[split] = done; continue                                         # already exported, files complete
-        model = model or load_run_model(run_hash, settings)
-        stats[split] = export_priors(model, ds, root, soft=soft, size=size, progress=progress, source=f'run:{run_hash}')
-    return stats
-
-def run_two_stage(dataset:str='toy',        # dataset spec for both stages
-                  preset:str='smoke',
-                  seed:int=0,
-                  model:str='aavs',
-                  priors:str='all',         # stage-2 prior switches
-                  train_prior:str='gt',     # stage-2 training prior ('stage1' = the stage-1 run's priors)
-                  eval_prior:str='stage1',  # stage-2 val/test prior ('stage1', 'gt', 'degraded:low', a folder, ...)
-                  schedule:str='simple',
-                  train:dict|None=None,     # TrainConfig overrides for both stages (e.g. {'epochs': 1})
-                  settings=None,
-                  force:bool=False,         # retrain both stages
-                  progress:bool=True,
-                 ) -> dict:
-    "Stage 1, its priors, stage 2; returns {'stage1': record, 'priors': {split: stats}, 'stage2': record}."
-    from avss_nb.runs import RunSpec, train_run
-    s1 = RunSpec(model, 'binary', dataset, preset, seed, schedule, train=train)
-    r1 = train_run(s1, settings, force=force, progress=progress)
-    stage1 = f'run:{s1.key()}'
-    resolve = lambda src: stage1 if src == 'stage1' else src
-    exported = export_run_priors(s1.key(), ('val', 'test'), settings=settings, progress=progress, force=force)
-    s2 = RunSpec(model, 'semantic', dataset, preset, seed, schedule, priors=priors,
-                 train_prior=resolve(train_prior), eval_prior=resolve(eval_prior), train=train)
-    r2 = train_run(s2, settings, force=force, progress=progress)
-    return dict(stage1=r1, priors=exported, stage2=r2)
-
-# %% ../nbs/13_two_stage.ipynb #f2316e9f
-def _export_cli(args):
-    stats = export_run_priors(args.run, args.splits, args.dataset, args.out, args.soft, args.size, args.settings, force=args.force)
-    print(json.dumps(dict(out=str(Path(args.out) if args.out else run_priors_dir(args.run, args.settings)), **stats), indent=1))
-
-def _two_stage_cli(args):
-    from avss_nb.runs import _kv
-    res = run_two_stage(args.dataset, args.run_preset or args.settings.preset, args.seed if args.seed is not None else args.settings.seed,
-                        args.model, args.priors, args.train_prior, args.eval_prior, args.schedule,
-                        dict(_kv(v) for v in args.train_over), args.settings, args.force)
-    short = lambda r: dict(hash=r['hash'], val_miou=r['metrics']['val'].get('miou'), test=r['metrics'].get('test'))
-    print(json.dumps(dict(stage1=short(res['stage1']), priors={k: {m: v[m] for m in ('miou', 'fscore', 'per_subset')}
-                                                                for k, v in res['priors'].items()},
-                          stage2=short(res['stage2'])), indent=1, default=str))
-
-def add_cli(cli):
-    "Register `avss-nb export-priors` and `avss-nb two-stage`."
-    p = cli.command('export-priors', "Write a stage-1 run's priors as PNGs (PRIORS/<subset>/<id>/<i>.png) and their mIoU.", _export_cli)
-    p.add_argument('--run', required=True, help='stage-1 run hash')
-    p.add_argument('--splits', nargs='+', default=['val', 'test'], choices=['train', 'val', 'test'])
-    p.add_argument('--dataset', default=None, help="dataset spec (default: the run's)")
-    p.add_argument('--out', default=None, help='PRIORS root (default: <runs_dir>/<hash>/priors)')
-    p.add_argument('--soft', action='store_true', help='sounding probability instead of 0/255')
-    p.add_argument('--size', type=int, default=None, help='PNG side (default: the frames; the official priors are 224)')
-    p.add_argument('--force', action='store_true', help='export again even if the split is already exported')
-    p = cli.command('two-stage', 'Stepping Stones: stage 1, priors, stage 2 (cached runs).', _two_stage_cli)
-    p.add_argument('--dataset', default='toy')
-    p.add_argument('--preset', dest='run_preset', default=None)
-    p.add_argument('--seed', type=int, default=None)
-    p.add_argument('--model', default='aavs')
-    p.add_argument('--priors', default='all')
-    p.add_argument('--train-prior', default='gt')
-    p.add_argument('--eval-prior', default='stage1', help="'stage1', 'gt', 'degraded:low', 'dir:<path>', ...")
-    p.add_argument('--schedule', default='simple')
-    p.add_argument('--train-set', dest='train_over', action='append', default=[], metavar='KEY=VALUE')
-    p.add_argument('--force', action='store_true')

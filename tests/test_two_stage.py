@@ -64,7 +64,7 @@ def test_smoke_two_stage_pipeline(tmp_path):
     # runs list shows both; asking again trains nothing; run_two_stage finds the same runs
     listing = cli(runs, 'runs', 'list')
     assert h1 in listing and h2 in listing
-    from avss_nb.two_stage import run_two_stage
+    from avss_nb.stepping_stones import run_two_stage
     from avss_nb.config import get_settings
     t0 = time.time()
     res = run_two_stage('toy', 'smoke', 0, train={'epochs': 1}, settings=get_settings(runs_dir=runs, device='cpu', workers=0),
