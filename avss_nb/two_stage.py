@@ -18,9 +18,10 @@ from .robust_keys import prior_from_target
 from .train import atomic_write, to_device, unwrap, autocast, default_collate_fn
 
 # %% auto #0
-__all__ = ['PRIOR_KINDS', 'DEGRADED_LEVELS', 'PriorSource', 'VideoKey', 'video_keys', 'PriorFilesError', 'prior_path', 'PriorDir',
-           'write_prior_png', 'noise_field', 'degrade_mask', 'prior_metrics', 'calibrate_strength', 'WithPrior',
-           'with_prior', 'dataset_name', 'export_priors', 'measure_priors']
+__all__ = ['PRIOR_KINDS', 'DEGRADED_LEVELS', 'MISS_RATE', 'SHIFT', 'WANDER', 'SILENT_RATE', 'SILENT_RADIUS', 'PriorSource',
+           'VideoKey', 'video_keys', 'PriorFilesError', 'prior_path', 'PriorDir', 'write_prior_png', 'noise_field',
+           'DegradePlan', 'degrade_plan', 'degrade_mask', 'prior_metrics', 'calibrate_strength', 'calibration_indices',
+           'WithPrior', 'with_prior', 'dataset_name', 'export_priors', 'measure_priors']
 
 # %% ../nbs/13_two_stage.ipynb #973ce1fc
 PRIOR_KINDS = ('none', 'gt', 'run', 'dir', 'degraded')
@@ -146,14 +147,11 @@ def write_prior_png(path:Path, prior:torch.Tensor):
     atomic_write(path, lambda p: Image.fromarray(arr, mode='L').save(p, format='PNG'))
 
 # %% ../nbs/13_two_stage.ipynb #ba20035c
-def _gaussian_blur(x:torch.Tensor, sigma:float) -> torch.Tensor:
-    "Separable Gaussian blur of [N,H,W] with reflect padding."
-    r = max(1, int(math.ceil(3 * sigma)))
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2); k = k / k.sum()
-    y = x[:, None].float()
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode='reflect' if x.shape[-1] > r else 'replicate'), k.view(1, 1, 1, -1))
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode='reflect' if x.shape[-2] > r else 'replicate'), k.view(1, 1, -1, 1))
-    return y[:, 0]
+MISS_RATE = 0.5      # degraded: share of the sounding objects a strength-1 prior misses
+SHIFT = 1 / 12       # degraded: translation of the whole mask at strength 1, as a fraction of the side
+WANDER = 1 / 10      # degraded: standard deviation of the contour displacement at strength 1, as a fraction of the side
+SILENT_RATE = 0.5    # degraded: share of the frames where a strength-1 prior also segments a silent object
+SILENT_RADIUS = (0.05, 0.2)  # degraded: that object's radius at strength 1, as a fraction of the side (uniform)
 
 def noise_field(key:str, frames:int, size:int, seed:int=0, grid:int=6) -> torch.Tensor:
     "Smooth unit-variance noise [T,S,S], a pure function of (seed, key)."
@@ -162,15 +160,65 @@ def noise_field(key:str, frames:int, size:int, seed:int=0, grid:int=6) -> torch.
     field = F.interpolate(coarse, size=(size, size), mode='bicubic', align_corners=False)[:, 0]
     return (field - field.mean((1, 2), keepdim=True)) / field.std((1, 2), keepdim=True).clamp_min(1e-6)
 
-def degrade_mask(gt:torch.Tensor,     # [T,S,S] ground-truth sounding mask, 0/1
-                 strength:float,      # s >= 0: 0 keeps the ground truth
-                 key:str,             # video key (e.g. 'v2/<id>') that fixes the noise
-                 seed:int=0,
-                ) -> torch.Tensor:    # [T,S,S] float 0/1
-    "The ground truth corrupted by a fixed smooth noise field of amplitude `strength`."
+@dataclass
+class DegradePlan:
+    "What a video's degraded priors draw at random, fixed by (seed, key); `degrade_mask` scales it by the strength."
+    components: list  # [T] int arrays [S,S]: connected sounding objects (0 = none)
+    miss_draw: list   # [T] float arrays [n_t]: an object is missed when its draw < MISS_RATE * s
+    shift: torch.Tensor   # [T,2] unit direction of the mask's translation
+    wander: torch.Tensor  # [T,S,S] smooth unit noise that moves the contours
+    silent: torch.Tensor  # [T,4] centre y, centre x (in [0,1]), radius fraction, presence draw (< SILENT_RATE * s)
+
+def degrade_plan(gt:torch.Tensor, # [T,S,S] ground-truth sounding mask, 0/1
+                 key:str,         # video key (e.g. 'v2/<id>') that fixes the draws
+                 seed:int=0) -> DegradePlan:
+    "The random draws of one video's degraded priors."
+    from scipy import ndimage
     T, S = gt.shape[0], gt.shape[-1]
-    soft = _gaussian_blur(gt.float(), max(S / 32, 0.5))
-    return (soft + strength * noise_field(key, T, S, seed) > 0.5).float()
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    components = [ndimage.label(g.cpu().numpy() > 0.5)[0] for g in gt]
+    miss = [rng.random(int(c.max())) for c in components]
+    angle = rng.uniform(0, 2 * math.pi, T)
+    lo, hi = SILENT_RADIUS
+    silent = np.stack([rng.random(T), rng.random(T), rng.uniform(lo, hi, T), rng.random(T)], 1)
+    return DegradePlan(components, miss, torch.tensor(np.stack([np.sin(angle), np.cos(angle)], 1), dtype=torch.float32),
+                       noise_field(key, T, S, seed), torch.tensor(silent, dtype=torch.float32))
+
+def _signed_distance(mask:np.ndarray) -> np.ndarray:
+    "Pixels to the contour: >= 1 inside the mask, <= -1 outside (-2S everywhere for an empty mask)."
+    from scipy import ndimage
+    if not mask.any(): return np.full(mask.shape, -2.0 * mask.shape[-1], np.float32)
+    if mask.all(): return np.full(mask.shape, 2.0 * mask.shape[-1], np.float32)
+    return (ndimage.distance_transform_edt(mask) - ndimage.distance_transform_edt(~mask)).astype(np.float32)
+
+def degrade_mask(gt:torch.Tensor,     # [T,S,S] ground-truth sounding mask, 0/1
+                 strength:float,      # s in [0, 1]: 0 is the ground truth itself
+                 key:str,             # video key (e.g. 'v2/<id>') that fixes the draws
+                 seed:int=0,
+                 plan:DegradePlan|None=None, # `degrade_plan(gt, key, seed)`, computed once when calibrating
+                ) -> torch.Tensor:    # [T,S,S] float 0/1
+    "The ground truth with stage-1-like errors of strength `s`: missed objects, shifted and wandering contours, a segmented silent object."
+    if not 0 <= strength <= 1: raise ValueError(f"degradation strength must lie in [0, 1], got {strength}")
+    plan = plan or degrade_plan(gt, key, seed)
+    T, S = gt.shape[0], gt.shape[-1]
+    s = float(strength)
+    sd = []
+    for comp, draw in zip(plan.components, plan.miss_draw):
+        kept = np.isin(comp, 1 + np.nonzero(draw >= MISS_RATE * s)[0])          # objects the prior still finds
+        sd.append(_signed_distance(kept))
+    sd = torch.from_numpy(np.stack(sd))                                           # [T,S,S] pixels, > 0 inside
+    if s > 0:                                                                     # translate: sample sd at x - shift
+        axis = torch.linspace(-1, 1, S)
+        yy, xx = torch.meshgrid(axis, axis, indexing='ij')
+        d = plan.shift * (s * SHIFT * 2)                                          # [T,2] in grid units (side = 2)
+        grid = torch.stack([xx[None] - d[:, 1, None, None], yy[None] - d[:, 0, None, None]], -1)   # [T,S,S,2] (x, y)
+        sd = F.grid_sample(sd[:, None], grid, mode='bilinear', padding_mode='border', align_corners=True)[:, 0]
+    field = sd + s * WANDER * S * plan.wander                                     # contours wander by ~s*S/10 px
+    cy, cx, radius, present = plan.silent.unbind(1)                               # [T] each
+    pix = (torch.arange(S, dtype=torch.float32) + 0.5) / S
+    dist = ((pix[None, :, None] - cy[:, None, None]) ** 2 + (pix[None, None, :] - cx[:, None, None]) ** 2).sqrt()  # [T,S,S]
+    silent = (dist < s * radius[:, None, None]) & (present < SILENT_RATE * s)[:, None, None]
+    return ((field > 0) | silent).float()
 
 # %% ../nbs/13_two_stage.ipynb #a0a66e6a
 def prior_metrics(priors, targets, has_gt=None):
@@ -182,23 +230,47 @@ def prior_metrics(priors, targets, has_gt=None):
 def calibrate_strength(targets:list,   # [(key, target [T,S,S], has_gt [T])] of the videos to calibrate on
                        target_miou:float, # wanted prior mIoU
                        seed:int=0,
-                       iters:int=14,    # bisection steps on s in [0, 4]
+                       iters:int=14,    # bisection steps on s in [0, 1]
+                       tolerance:float=0.02, # largest accepted |measured - target|
                       ) -> tuple[float, float]: # (strength, measured mIoU)
-    "Noise amplitude at which degraded priors of `targets` reach `target_miou`."
+    "Strength at which degraded priors of `targets` reach `target_miou`; raises when no strength does."
+    if not targets: raise ValueError("calibrate_strength needs at least one video")
+    plans = [(degrade_plan(prior_from_target(tgt), key, seed), key, tgt, has) for key, tgt, has in targets]
     def miou(s):
         acc = None
-        for key, tgt, has in targets:
-            m = prior_metrics(degrade_mask(prior_from_target(tgt), s, key, seed), tgt, has)
+        for plan, key, tgt, has in plans:
+            m = prior_metrics(degrade_mask(prior_from_target(tgt), s, key, seed, plan=plan), tgt, has)
             acc = m if acc is None else acc.merge(m)
         return acc.compute()['miou']
-    lo, hi = 0.0, 4.0
-    if miou(hi) > target_miou: raise ValueError(f"cannot degrade below mIoU {miou(hi):.3f} (asked {target_miou})")
+    floor, top = miou(1.0), miou(0.0)
+    if floor > target_miou + tolerance:
+        raise ValueError(f"degraded priors cannot score as low as mIoU {target_miou}: at full strength they keep {floor:.3f} "
+                         f"on these {len(targets)} videos; ask for a target of at least {floor:.2f}")
+    if top < target_miou - tolerance:
+        raise ValueError(f"degraded priors cannot reach mIoU {target_miou}: the ground truth itself scores {top:.3f} on these videos")
+    lo, hi = 0.0, 1.0
     for _ in range(iters):
         mid = (lo + hi) / 2
         if miou(mid) > target_miou: lo = mid
         else: hi = mid
     s = (lo + hi) / 2
-    return s, miou(s)
+    measured = miou(s)
+    if abs(measured - target_miou) > tolerance:
+        raise ValueError(f"degraded priors miss mIoU {target_miou}: the closest strength {s:.4f} gives {measured:.3f} on "
+                         f"{len(targets)} videos (more than {tolerance} away); calibrate on more videos")
+    return s, measured
+
+def calibration_indices(keys:list,  # VideoKey of every video, in dataset order
+                        n:int,      # videos wanted
+                       ) -> list[int]:
+    "Up to `n` dataset indices shared evenly between the subsets and spread evenly within each."
+    by = {}
+    for i, k in enumerate(keys): by.setdefault(k.subset, []).append(i)
+    quota, left = {s: 0 for s in by}, min(n, len(keys))
+    while left:
+        for s in by:
+            if left and quota[s] < len(by[s]): quota[s] += 1; left -= 1
+    return sorted(idx[j] for s, idx in by.items() for j in np.linspace(0, len(idx) - 1, quota[s]).round().astype(int).tolist()) if n else []
 
 # %% ../nbs/13_two_stage.ipynb #df8211d4
 class WithPrior(Dataset):
@@ -208,8 +280,8 @@ class WithPrior(Dataset):
                  source:'PriorSource|str', # see PriorSource.parse
                  root:str|Path|None=None,  # run: the run's exported priors folder (`avss_nb.runs.with_priors` resolves it)
                  seed:int=0,               # degraded: noise seed
-                 calib_videos:int=64,      # degraded: videos used to calibrate the strength
-                 strength:float|None=None, # degraded: use this noise amplitude instead of calibrating
+                 calib_videos:int=64,      # degraded: videos used to calibrate the strength (spread over the subsets)
+                 strength:float|None=None, # degraded: use this strength in [0, 1] instead of calibrating
                  validate:bool=True,       # check all prior files now
                 ):
         self.dataset, self.source, self.seed = dataset, PriorSource.parse(source), seed
@@ -226,13 +298,16 @@ class WithPrior(Dataset):
             self.info.update(root=str(root), **{k: v for k, v in self.priors.meta.items() if k in ('miou', 'fscore', 'soft', 'size')})
         if kind == 'degraded':
             if strength is None:
-                keys = video_keys(dataset)[:calib_videos]
-                sample = [self._target(i) for i in range(min(calib_videos, len(dataset)))]
-                strength, measured = calibrate_strength([(f'{k.subset}/{k.id}', t, h) for k, (t, h) in zip(keys, sample)],
-                                                        self.source.target_miou, seed)
-                self.info.update(calibration_miou=measured, calibration_videos=len(sample))
+                keys = video_keys(dataset)
+                picked = calibration_indices(keys, calib_videos)                  # spread over the subsets
+                sample = [(f'{keys[i].subset}/{keys[i].id}', *self._target(i)) for i in picked]
+                strength, measured = calibrate_strength(sample, self.source.target_miou, seed)
+                subsets = [keys[i].subset for i in picked]
+                self.info.update(calibration_miou=measured, calibration_videos=len(sample),
+                                 calibration_subsets={s: subsets.count(s) for s in sorted(set(subsets))})
             self.strength = strength
-            self.info.update(strength=strength, target_miou=self.source.target_miou, method='gt blur(S/32) + s*smooth noise > 0.5')
+            self.info.update(strength=strength, target_miou=self.source.target_miou,
+                             method='stage-1-like errors of strength s: missed objects, shifted/wandering contours, silent objects')
 
     def _target(self, i):
         item = self.dataset[i]; return item['target'], item['has_gt']
