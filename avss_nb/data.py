@@ -17,8 +17,9 @@ from .labels import rgb_to_labels, NUM_CLASSES, IGNORE_INDEX
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'OBJECT_SUBSETS', 'SEMANTIC_SUBSETS', 'SPLITS', 'NUM_FRAMES', 'OBJECT_DIRS',
-           'AVSBenchError', 'TensorUnpickler', 'load_log_mel_pkl', 'fit_image', 'VideoRecord', 'load_video',
-           'AVSBenchDataset', 'AVSBenchObject', 'AVSBenchSemantic', 'collate_items', 'bench_loader', 'add_cli']
+           'TRAIN_FRAMES', 'EMPTY_V1M', 'AVSBenchError', 'TensorUnpickler', 'load_log_mel_pkl', 'fit_image',
+           'VideoRecord', 'load_video', 'AVSBenchDataset', 'AVSBenchObject', 'AVSBenchSemantic', 'collate_items',
+           'select_train_frames', 'skip_empty_v1m', 'TrainProtocol', 'bench_loader', 'add_cli']
 
 # %% ../nbs/02_data.ipynb #38ddf9c2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -410,6 +411,50 @@ def collate_items(items:list,    # items in the one item format (plus any extra 
         else: batch[key] = values
     if pad and lengths: batch['valid'] = torch.stack([torch.arange(T) < n for n in lengths])   # [B,T]
     return batch
+
+# %% ../nbs/02_data.ipynb #f9578dcb
+TRAIN_FRAMES = ('repeat', 'labelled', 'all')   # how training items with partial ground truth (v1s train) are fed
+EMPTY_V1M = ('train', 'skip')                  # what a v1m/MS3 training video with only empty masks contributes
+
+def select_train_frames(item:dict,        # an item in the one item format (any extra per-frame fields too)
+                        mode:str='repeat', # one of TRAIN_FRAMES
+                       ) -> dict:
+    "The item with only frames that carry a loss: labelled frames repeated in place of the others ('repeat'), kept alone ('labelled'), or as read ('all')."
+    if mode not in TRAIN_FRAMES: raise ValueError(f"train_frames must be one of {TRAIN_FRAMES}, got {mode!r}")
+    has = item['has_gt']
+    if mode == 'all' or bool(has.all()) or not bool(has.any()): return item
+    T = len(has)
+    if mode == 'labelled': index = has.nonzero()[:, 0]                                  # [T'] labelled frames
+    else:
+        labelled = torch.where(has, torch.arange(T), torch.full((T,), -1)).cummax(0).values   # last labelled frame so far
+        index = torch.where(labelled < 0, has.nonzero()[0, 0], labelled)                 # [T] (before the first: the first)
+    keep_audio = mode == 'repeat'                                                        # each copy hears its own second
+    return {k: (v[index] if torch.is_tensor(v) and v.ndim >= 1 and v.shape[0] == T and not (keep_audio and k == 'audio') else v)
+            for k, v in item.items()}
+
+def skip_empty_v1m(item:dict) -> dict:
+    "A v1m/MS3 item whose annotated masks are all empty, without ground truth (no loss); any other item as it is."
+    if item.get('subset') not in ('v1m', 'ms3'): return item
+    target, has = item['target'], item['has_gt']
+    labelled = target[has]
+    if not has.any() or ((labelled != 0) & (labelled != IGNORE_INDEX)).any(): return item
+    return dict(item, target=torch.full_like(target, IGNORE_INDEX), has_gt=torch.zeros_like(has))
+
+class TrainProtocol(torch.utils.data.Dataset):
+    "Training items after `select_train_frames` and (optionally) `skip_empty_v1m`."
+    def __init__(self, dataset,                # items in the one item format
+                 frames:str='repeat',          # one of TRAIN_FRAMES
+                 empty_v1m:str='train',        # one of EMPTY_V1M
+                ):
+        if frames not in TRAIN_FRAMES: raise ValueError(f"train_frames must be one of {TRAIN_FRAMES}, got {frames!r}")
+        if empty_v1m not in EMPTY_V1M: raise ValueError(f"empty_v1m must be one of {EMPTY_V1M}, got {empty_v1m!r}")
+        self.dataset, self.frames, self.empty_v1m = dataset, frames, empty_v1m
+
+    def __len__(self): return len(self.dataset)
+
+    def __getitem__(self, i:int) -> dict:
+        item = select_train_frames(self.dataset[i], self.frames)
+        return skip_empty_v1m(item) if self.empty_v1m == 'skip' else item
 
 # %% ../nbs/02_data.ipynb #7c8981f7
 def bench_loader(dataset,               # any dataset yielding items

@@ -16,6 +16,7 @@ from .labels import (CLASSES, NUM_CLASSES, CLASS_INDEX, BACKGROUND, IGNORE_INDEX
                      rgb_to_labels, label2idx_json)
 from .audio import SAMPLE_RATE, clip_examples
 from .data import IMAGENET_MEAN, IMAGENET_STD, NUM_FRAMES, SEMANTIC_SUBSETS, SPLITS, fit_image
+from .freeavs_media import _seed_of   # the media layer sits below the scenes
 
 # %% auto #0
 __all__ = ['SUBSET_FRAMES', 'METADATA_COLUMNS', 'JPEG_QUALITY', 'TOY_CLASSES', 'TOY_DISTRACTORS', 'BUILD_PRESETS', 'gt_frames',
@@ -36,10 +37,6 @@ def gt_frames(subset:str, # 'v1s', 'v1m' or 'v2'
     if subset not in SUBSET_FRAMES: raise KeyError(f"unknown subset {subset!r}; known: {list(SUBSET_FRAMES)}")
     if split not in SPLITS: raise KeyError(f"unknown split {split!r}; known: {list(SPLITS)}")
     return [0] if (subset, split) == ('v1s', 'train') else list(range(SUBSET_FRAMES[subset]))
-
-def _seed_of(*parts) -> int:
-    "A stable 32-bit seed from strings and ints (Python's `hash` changes between runs)."
-    return zlib.crc32('/'.join(map(str, parts)).encode())
 
 # %% ../nbs/03_freeavs.ipynb #a3106c48
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from .labels import CLASSES, CLASS_INDEX
 from .audio import SAMPLE_RATE
-from .freeavs import SPLITS, _seed_of
+from .data import SPLITS
 
 # %% auto #0
 __all__ = ['DEBIAN_PACKAGES', 'SOURCE_PREFIXES', 'CATALOGUE', 'SAME_DRAWING', 'SPEAKERS', 'SPEECH_SECONDS', 'SPEECH_CLIP_SECONDS',
@@ -23,6 +23,11 @@ __all__ = ['DEBIAN_PACKAGES', 'SOURCE_PREFIXES', 'CATALOGUE', 'SAME_DRAWING', 'S
            'split_fraction', 'decode_audio', 'frame_rms', 'trim_silence', 'normalise', 'mulaw_encode', 'mulaw_decode',
            'median_f0', 'PackWriter', 'speaker_files', 'make_pack', 'instance_counts', 'instance_table', 'PackMedia',
            'write_toy_pack', 'add_media_cli']
+
+# %% ../nbs/03a_freeavs_media.ipynb #af35d90f
+def _seed_of(*parts) -> int:
+    "A stable 32-bit seed from strings and ints (Python's `hash` changes between runs)."
+    return zlib.crc32('/'.join(map(str, parts)).encode())
 
 # %% ../nbs/03a_freeavs_media.ipynb #0d994bb0
 DEBIAN_PACKAGES = ('gcompris-qt-data', 'tuxpaint-stamps-default', 'openclipart-png', 'tuxpaint-data', 'mate-backgrounds')
@@ -726,11 +731,11 @@ class PackMedia:
 
 # %% ../nbs/03a_freeavs_media.ipynb #7cf7bb03
 def write_toy_pack(out_dir:str|Path,   # pack folder
+                   toy,                # the toy media source: `avss_nb.freeavs.ToyMedia()` (passed in: freeavs sits above this module)
                    sprite_side:int=48, # sprite size stored
                   ) -> dict:
     "A miniature pack in the real format, made from `ToyMedia` (tests the pack path without Debian media); returns sizes."
-    from avss_nb.freeavs import ToyMedia
-    toy, w = ToyMedia(), PackWriter()
+    w = PackWriter()
     for split in SPLITS:
         for c in toy.sounding_classes(split):
             for k in toy.sprites(c, split): w.add_sprite(k.replace(':', '_'), toy.sprite(k, sprite_side), CLASSES[c], [split], [f'toy:{k}'])

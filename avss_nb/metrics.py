@@ -12,10 +12,10 @@ import torch
 from .labels import NUM_CLASSES, IGNORE_INDEX
 
 # %% auto #0
-__all__ = ['F_BETA2', 'F_NUM_THRESHOLDS', 'binary_iou_frames', 'binary_miou', 'fscore_thresholds', 'threshold_counts',
-           'binary_pr_counts', 'fscore_curves', 'binary_fscore', 'semantic_frame_stats', 'semantic_frame_scores',
-           'BinaryMetrics', 'SemanticMetrics', 'semantic_miou_fscore', 'confusion_miou', 'fscore_curves_loop',
-           'semantic_scores_loop', 'bench_metrics', 'add_cli']
+__all__ = ['F_BETA2', 'F_NUM_THRESHOLDS', 'OFFICIAL_EVAL_BATCHES', 'binary_iou_frames', 'binary_miou', 'fscore_thresholds',
+           'threshold_counts', 'binary_pr_counts', 'fscore_curves', 'binary_fscore', 'semantic_frame_stats',
+           'semantic_frame_scores', 'BinaryMetrics', 'SemanticMetrics', 'semantic_miou_fscore', 'confusion_miou',
+           'fscore_curves_loop', 'semantic_scores_loop', 'bench_metrics', 'add_cli']
 
 # %% ../nbs/11_metrics.ipynb #ce75ea37
 def _flat_frames(x:torch.Tensor, # [..., H, W]
@@ -266,19 +266,43 @@ class _Accumulator:
         return self
 
 # %% ../nbs/11_metrics.ipynb #2f9343fb
+OFFICIAL_EVAL_BATCHES = (1, 2, 4)   # test batch (videos) of Stepping-Stones (1), AVSegFormer (2), AVSBench test.sh (4)
+
 class BinaryMetrics(_Accumulator):
-    "Streaming S4/MS3 Jaccard and F-score; each `update` is one official evaluation batch."
-    def __init__(self, beta2:float=F_BETA2, num_thresholds:int=F_NUM_THRESHOLDS):
-        self.beta2, self.num_thresholds = beta2, num_thresholds
+    "Streaming S4/MS3 Jaccard and F-score; each `update` is one evaluation batch, and the official batches of `official_batches` videos are formed in arrival order."
+    def __init__(self, beta2:float=F_BETA2, num_thresholds:int=F_NUM_THRESHOLDS,
+                 official_batches:tuple=OFFICIAL_EVAL_BATCHES, # batch sizes (videos) whose official per-batch scores are kept
+                ):
+        self.beta2, self.num_thresholds, self.official_batches = beta2, num_thresholds, tuple(int(b) for b in official_batches)
         super().__init__()
 
     def _empty_state(self) -> dict:
         z = lambda *s: torch.zeros(*s, dtype=torch.float64)
-        return dict(iou_sum=z(1), iou_frames=z(1), iou_batch_sum=z(1), iou_batches=z(1),
-                    f_curve_sum=z(self.num_thresholds), f_frames=z(1), f_batch_sum=z(1), f_batches=z(1))
+        state = dict(iou_sum=z(1), iou_frames=z(1), iou_batch_sum=z(1), iou_batches=z(1),
+                     f_curve_sum=z(self.num_thresholds), f_frames=z(1), f_batch_sum=z(1), f_batches=z(1))
+        for b in self.official_batches:   # closed batches, then the open one: curve sum, scored frames, IoU sum, frames, videos
+            state.update({f'b{b}_f_sum': z(1), f'b{b}_iou_sum': z(1), f'b{b}_batches': z(1), f'b{b}_open_curve': z(self.num_thresholds),
+                          f'b{b}_open': z(4)})
+        return state
+
+    def _add_video(self, curve_sum, scored, iou_sum, frames):
+        "One video into the open official batch of every size; a batch that is full is closed."
+        s = self.state
+        for b in self.official_batches:
+            s[f'b{b}_open_curve'] += curve_sum
+            s[f'b{b}_open'] += torch.tensor([scored, iou_sum, frames, 1.0], dtype=torch.float64)
+            if s[f'b{b}_open'][3] >= b: self._close(b, s)
+
+    def _close(self, b:int, s:dict):
+        "Score the open batch of size `b` in state `s` (official: max of the batch-mean curve, 0 without scored frames)."
+        n_scored, iou, frames, videos = s[f'b{b}_open'].tolist()
+        if videos == 0: return
+        s[f'b{b}_f_sum'] += (s[f'b{b}_open_curve'] / n_scored).max() if n_scored > 0 else 0.0
+        s[f'b{b}_iou_sum'] += iou / frames; s[f'b{b}_batches'] += 1
+        s[f'b{b}_open_curve'].zero_(); s[f'b{b}_open'].zero_()
 
     @torch.no_grad()
-    def update(self, prob:torch.Tensor,  # [..., H, W] sounding probability
+    def update(self, prob:torch.Tensor,  # [..., H, W] sounding probability ([V,T,H,W]: V videos; [T,H,W]: one video)
                gt:torch.Tensor,          # [..., H, W] 0/1, 255 = no ground truth
                has_gt=None,              # [...] bool
                labels=None,              # [..., H, W] 0/1 predicted labels for the Jaccard; default prob > 0.5
@@ -291,23 +315,35 @@ class BinaryMetrics(_Accumulator):
         s['iou_batch_sum'] += iou[valid].mean(); s['iou_batches'] += 1
         c = binary_pr_counts(prob, gt, has_gt, self.num_thresholds)
         scored = (c['gt_pos'] > 0) & (c['valid'] > 0)
+        curves = fscore_curves(c['tp'], c['pred_pos'], c['gt_pos'], self.beta2) * scored[:, None]   # [N, K], 0 where not scored
         s['f_batches'] += 1
         if scored.any():
-            curves = fscore_curves(c['tp'][scored], c['pred_pos'][scored], c['gt_pos'][scored], self.beta2)
-            s['f_curve_sum'] += curves.sum(0); s['f_frames'] += len(curves)
-            s['f_batch_sum'] += curves.mean(0).max()           # official: max of the batch-mean curve; else 0
+            s['f_curve_sum'] += curves.sum(0); s['f_frames'] += scored.sum()
+            s['f_batch_sum'] += (curves.sum(0) / scored.sum()).max()   # official: max of the batch-mean curve; else 0
+        videos = gt.shape[0] if gt.dim() >= 4 else 1
+        per = iou.numel() // videos                                          # frames per video
+        for v in range(videos):
+            f = slice(v * per, (v + 1) * per)
+            if not valid[f].any(): continue                                  # a video without annotated frames is not counted
+            self._add_video(curves[f].sum(0), float(scored[f].sum()), float(iou[f][valid[f]].sum()), float(valid[f].sum()))
         return self
 
     def compute(self) -> dict:
-        "`miou`/`fscore` (batch-independent), `miou_batch`/`fscore_batch` (official per-batch), counts."
+        "`miou`/`fscore` (batch-independent), `miou_batch`/`fscore_batch` (per `update`), `miou_b{B}`/`fscore_b{B}` (official batches of B videos), counts."
         s = self.state
         div = lambda a, b: (a / b).item() if b.item() > 0 else float('nan')
-        return dict(miou=div(s['iou_sum'], s['iou_frames']),
-                    fscore=(s['f_curve_sum'] / s['f_frames']).max().item() if s['f_frames'].item() > 0 else 0.0,
-                    miou_batch=div(s['iou_batch_sum'], s['iou_batches']),
-                    fscore_batch=div(s['f_batch_sum'], s['f_batches']) if s['f_batches'].item() > 0 else 0.0,
-                    frames=int(s['iou_frames'].item()), fscore_frames=int(s['f_frames'].item()),
-                    batches=int(s['iou_batches'].item()))
+        out = dict(miou=div(s['iou_sum'], s['iou_frames']),
+                   fscore=(s['f_curve_sum'] / s['f_frames']).max().item() if s['f_frames'].item() > 0 else 0.0,
+                   miou_batch=div(s['iou_batch_sum'], s['iou_batches']),
+                   fscore_batch=div(s['f_batch_sum'], s['f_batches']) if s['f_batches'].item() > 0 else 0.0,
+                   frames=int(s['iou_frames'].item()), fscore_frames=int(s['f_frames'].item()),
+                   batches=int(s['iou_batches'].item()))
+        for b in self.official_batches:                          # the last, partial batch is a batch (as a DataLoader makes it)
+            t = {k: v.clone() for k, v in s.items() if k.startswith(f'b{b}_')}
+            self._close(b, t)
+            out[f'miou_b{b}'] = div(t[f'b{b}_iou_sum'], t[f'b{b}_batches'])
+            out[f'fscore_b{b}'] = div(t[f'b{b}_f_sum'], t[f'b{b}_batches']) if t[f'b{b}_batches'].item() > 0 else 0.0
+        return out
 
 # %% ../nbs/11_metrics.ipynb #3b74b7db
 class SemanticMetrics(_Accumulator):

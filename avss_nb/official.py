@@ -193,9 +193,9 @@ def evaluate_official(kind:str,            # one of OFFICIAL_KINDS
                      ) -> dict:
     "The run record of an official checkpoint re-scored under our metrics (written to the run registry)."
     from avss_nb.config import get_settings, resolve_device
-    from avss_nb.runs import build_dataset, load_record, write_record, git_revision, describe_device, parse_dataset
+    from avss_nb.runs import build_dataset, load_record, write_record, git_revision, describe_device, parse_dataset, with_priors
     from avss_nb.train import evaluate
-    from avss_nb.two_stage import with_prior, PriorSource
+    from avss_nb.two_stage import PriorSource
     _check_kind(kind)
     settings = settings or get_settings()
     preset, task = preset or settings.preset, OFFICIAL_TASKS[kind]
@@ -214,7 +214,7 @@ def evaluate_official(kind:str,            # one of OFFICIAL_KINDS
     if rec is not None and not force: return rec
     device = resolve_device(settings.device)
     model = load_official(kind, weights, cfg).to(device)
-    ds = with_prior(build_dataset(dataset, split, task, preset, settings), prior, settings=settings)
+    ds = with_priors(build_dataset(dataset, split, task, preset, settings), prior, settings)
     metrics = evaluate(model, ds, task, 1, device, progress=progress)
     summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     rec = dict(hash=h, status='official',

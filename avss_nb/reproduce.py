@@ -14,9 +14,10 @@ from .config import get_settings, project_root
 from .train import atomic_write
 
 # %% auto #0
-__all__ = ['PAPER', 'TIE_POINTS', 'TASK_DATA', 'METRIC_NAMES', 'EXPERIMENTS', 'paper_number', 'Claim', 'check_claim', 'summarise',
-           'fmt_cell', 'write_table', 'revision', 'machine_description', 'task_spec', 'stage1_spec', 'ss_spec',
-           'has_checkpoint', 'run_model', 'ensure_weights', 'measure', 'comparison_table', 'cell_claim',
+__all__ = ['PAPER', 'PAPER_EVAL_BATCH', 'TIE_POINTS', 'TASK_DATA', 'TABLE2_BUDGETS', 'TABLE2_SOURCES', 'METRIC_NAMES',
+           'PAPER_METRICS', 'EXPERIMENTS', 'paper_number', 'Claim', 'check_claim', 'summarise', 'fmt_cell',
+           'write_table', 'revision', 'machine_description', 'task_spec', 'stage1_spec', 'table2_prior', 'ss_spec',
+           'paper_f_key', 'has_checkpoint', 'run_model', 'ensure_weights', 'measure', 'comparison_table', 'cell_claim',
            'experiment_setup', 'run_experiments', 'add_cli']
 
 # %% ../nbs/17_reproduce.ipynb #21b934c4
@@ -48,6 +49,9 @@ PAPER = {
     },
     'stage1_prior_miou': {'s4': 83.2, 'ms3': 67.5, 'v2': 72.8},  # Stepping Stones §4.4: IoU of the actual stage-1 priors
 }
+
+PAPER_EVAL_BATCH = {'aavs': 1, 'tpavi': 4, 'avsegformer': 2, 'avsc': 4}   # videos per test batch behind each paper's S4/MS3 F
+# (Stepping-Stones --bs 1, AVSBench test.sh 4, AVSegFormer config 2; AVSC: no code, the AVSBench protocol assumed)
 
 def paper_number(*keys) -> float|None:
     "The paper's number at `keys` (e.g. 'table1','tpavi','s4',0), or None where the paper reports none."
@@ -160,10 +164,29 @@ def task_spec(model:str,      # 'aavs', 'tpavi', 'avsegformer', 'avsc'
     kind, subsets = TASK_DATA[task]
     return RunSpec(model=model, task=kind, dataset=f"{dataset}:{subsets}", preset=preset, seed=seed, **kw)
 
-def stage1_spec(dataset:str, preset:str, seed:int=0):
+def stage1_spec(dataset:str, preset:str, seed:int=0,
+                budget:float=1.0,   # share of the preset's epochs it trains for (< 1: a weaker stage 1, at least one epoch)
+               ):
     "The binary AAVS (stage 1) over v1s, v1m and v2 whose predictions are the stage-2 priors."
     from avss_nb.runs import RunSpec
-    return RunSpec(model='aavs', task='binary', dataset=f"{dataset}:v1s+v1m+v2", preset=preset, seed=seed)
+    from avss_nb.config import get_preset
+    if not 0 < budget <= 1: raise ValueError(f"budget must lie in (0, 1], got {budget}")
+    train = {'epochs': max(1, round(get_preset(preset).epochs * budget))} if budget < 1 else ()
+    return RunSpec(model='aavs', task='binary', dataset=f"{dataset}:v1s+v1m+v2", preset=preset, seed=seed, train=train)
+
+TABLE2_BUDGETS = {'low': 0.1, 'high': 1.0}   # Table 2: share of the epochs of the stage-1 run whose predictions are the prior
+TABLE2_SOURCES = ('stage1', 'degraded')      # where Table 2's low/high priors come from (the first is the default)
+
+def table2_prior(level:str,              # 'low', 'high' or 'oracle'
+                 dataset:str, preset:str, seed:int=0,
+                 source:str='stage1',    # 'stage1': real stage-1 runs at TABLE2_BUDGETS; 'degraded': calibrated degraded GT
+                ) -> str:
+    "The prior source of a Table 2 level."
+    if source not in TABLE2_SOURCES: raise ValueError(f"Table 2 priors come from one of {TABLE2_SOURCES}, got {source!r}")
+    if level == 'oracle': return 'gt'
+    if level not in TABLE2_BUDGETS: raise ValueError(f"Table 2 levels are 'low', 'high' and 'oracle', got {level!r}")
+    if source == 'degraded': return f'degraded:{level}'
+    return f"run:{stage1_spec(dataset, preset, seed, TABLE2_BUDGETS[level]).key()}"
 
 def ss_spec(model:str, dataset:str, preset:str, seed:int=0,
             priors:str='all',  # prior switches (AAVS: 'all' or a subset; TPAVI/AVSegFormer: 'mask_fusion')
@@ -174,6 +197,10 @@ def ss_spec(model:str, dataset:str, preset:str, seed:int=0,
                      eval_prior=f"run:{stage1.key()}", **kw)
 
 # %% ../nbs/17_reproduce.ipynb #4108fb9c
+def paper_f_key(spec) -> str:
+    "The metric that is the paper's F-score for the run: S4/MS3 `fscore_b{B}` at the paper's test batch, AVSS `fscore`."
+    return f"fscore_b{PAPER_EVAL_BATCH.get(spec.model, 1)}" if spec.task == 'binary' else 'fscore'
+
 def has_checkpoint(spec) -> bool:
     "Whether the run's weights are on this machine (records are kept in git, checkpoints are not)."
     from avss_nb.runs import run_dir
@@ -226,7 +253,10 @@ def measure(spec,                   # a RunSpec
         except FileNotFoundError:                                    # weights needed but not on this machine
             ensure_weights(spec, prior, progress)
             metrics = evaluate_run(spec, 'test', prior=prior)
-    row = dict(labels, miou=metrics.get('miou'), fscore=metrics.get('fscore'), run=spec.key(),
+    if spec.task == 'binary' and paper_f_key(spec) not in metrics and has_checkpoint(spec):   # a record older than the key
+        metrics = evaluate_run(spec, 'test', prior=prior, force=True)
+    row = dict(labels, miou=metrics.get('miou'), fscore=metrics.get(paper_f_key(spec)), fscore_curve=metrics.get('fscore'),
+               fscore_batch=PAPER_EVAL_BATCH.get(spec.model, 1) if spec.task == 'binary' else None, run=spec.key(),
                run_file=os.path.relpath(record_path(spec.key()), Path(table_dir)))
     if prior is not None or spec.eval_prior != 'none':
         row['prior'] = prior or spec.eval_prior
@@ -234,7 +264,8 @@ def measure(spec,                   # a RunSpec
     return row
 
 # %% ../nbs/17_reproduce.ipynb #0c6db31a
-METRIC_NAMES = {'miou': 'mIoU', 'fscore': 'F'}
+METRIC_NAMES = {'miou': 'mIoU', 'fscore': 'F', 'fscore_curve': 'F (one curve)'}
+PAPER_METRICS = ('miou', 'fscore')   # what paper[row][col] = (mIoU, F-score) holds; other metrics get no paper column
 
 def comparison_table(summary:pd.DataFrame,  # from `summarise`, with columns `row`, `col`, metrics and their _std
                      row:str, col:str,      # the summary's columns naming table rows and columns
@@ -249,15 +280,16 @@ def comparison_table(summary:pd.DataFrame,  # from `summarise`, with columns `ro
         for c in cols:
             hit = summary[(summary[row] == r) & (summary[col] == c)]
             ref = (paper.get(r) or {}).get(c)
-            for k, m in enumerate(metrics):
+            for m in metrics:
                 name = f"{c} {METRIC_NAMES.get(m, m)}"
                 if len(hit):
                     h = hit.iloc[0]
                     csv_row[name], csv_row[name + ' std'] = round(h[m], 2), round(h[m + '_std'], 2)
                     md_row[name] = fmt_cell(h[m], h[m + '_std'], int(h['seeds']), list(h['run_files']))
                 else: csv_row[name], csv_row[name + ' std'], md_row[name] = None, None, '–'
-                csv_row[name + ' (paper)'] = md_row[name + ' (paper)'] = ref[k] if ref else None
-                if not ref: md_row[name + ' (paper)'] = '–'
+                if m not in PAPER_METRICS: continue
+                value = ref[PAPER_METRICS.index(m)] if ref else None
+                csv_row[name + ' (paper)'], md_row[name + ' (paper)'] = value, '–' if value is None else value
         if len(summary[summary[row] == r]):
             csv_row['runs'] = ' '.join(f for files in summary[summary[row] == r]['run_files'] for f in files)
         csv_rows.append(csv_row); md_rows.append(md_row)
@@ -295,7 +327,8 @@ def experiment_setup(dataset:str='toy',       # 'freeavs', 'avsbench' or 'toy'
     out_dir = Path(settings.results_dir)/preset
     caption = (f"Measured on **{dataset}** at the **{preset}** preset, seeds {seeds}, on {machine_description(device)}, "
                f"table written at revision `{revision()}` (each run file names the revision that trained it). Ours: test "
-               f"split; S4/MS3 F-score is the batch-independent curve over the whole test set (`fscore`), AVSS mIoU/F the "
+               f"split; S4/MS3 F is the paper's definition, the official per-batch F at that paper's test batch (AAVS 1, "
+               f"AVSegFormer 2, TPAVI and AVSC 4 videos), and 'F (one curve)' the batch-independent F over the whole test set; AVSS mIoU/F the "
                f"official per-class definition with background. Paper: AVSBench numbers as printed. Each of our numbers "
                f"links to its run file.")
     if len(seeds) == 1: caption += " One seed: a verdict compares single runs; how far another seed would move them is not measured."

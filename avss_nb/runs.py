@@ -18,7 +18,8 @@ from .train import (TrainConfig, Trainer, evaluate, init_distributed, seed_every
 # %% auto #0
 __all__ = ['TASKS', 'DATASET_SOURCES', 'parse_dataset', 'build_dataset', 'RunSpec', 'build_model', 'train_config', 'run_dir',
            'record_path', 'load_record', 'git_revision', 'describe_device', 'epoch_line', 'train_run', 'write_record',
-           'load_run_model', 'evaluate_run', 'list_runs', 'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
+           'load_run_model', 'evaluate_run', 'run_priors_dir', 'ensure_run_priors', 'with_priors', 'list_runs',
+           'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
 
 # %% ../nbs/14_runs.ipynb #cd510c7a
 TASKS = ('binary', 'semantic')
@@ -93,6 +94,8 @@ class RunSpec:
     eval_prior: str = 'none'     # PriorSource of val/test items ('run:<stage-1 hash>' for the official stage 2)
     variant: tuple = ()          # model config overrides
     train: tuple = ()            # TrainConfig overrides
+    train_frames: str = 'repeat' # training items with partial GT (v1s): 'repeat' (official SS), 'labelled', 'all' (avss_nb.data.TRAIN_FRAMES)
+    empty_v1m: str = 'train'     # binary v1m training videos with only empty masks: 'train', or 'skip' (official SS: zero loss)
 
     def __post_init__(self):
         from avss_nb.two_stage import PriorSource
@@ -102,6 +105,9 @@ class RunSpec:
         set_('train_prior', str(PriorSource.parse(self.train_prior))); set_('eval_prior', str(PriorSource.parse(self.eval_prior)))
         set_('seed', int(self.seed))
         if self.task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        from avss_nb.data import TRAIN_FRAMES, EMPTY_V1M
+        if self.train_frames not in TRAIN_FRAMES: raise ValueError(f"train_frames must be one of {TRAIN_FRAMES}, got {self.train_frames!r}")
+        if self.empty_v1m not in EMPTY_V1M: raise ValueError(f"empty_v1m must be one of {EMPTY_V1M}, got {self.empty_v1m!r}")
         if self.schedule not in SCHEDULES: raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         parse_dataset(self.dataset)
         get_preset(self.preset)
@@ -130,7 +136,11 @@ def build_model(spec:RunSpec):
     from avss_nb.models import build
     from avss_nb.peer_parts import protocol_task
     task = protocol_task(spec.task, parse_dataset(spec.dataset)[1])
-    return build(spec.model, spec.preset, task, spec.priors, **dict(spec.variant))
+    model = build(spec.model, spec.preset, task, spec.priors, **dict(spec.variant))
+    cfg = getattr(model, 'config', None)
+    if spec.train_frames != 'all' and getattr(cfg, 'first_frame_only', False) and 'first_frame_only' not in dict(spec.variant):
+        model.config = replace(cfg, first_frame_only=False)   # every training frame is labelled: supervise them all
+    return model
 
 def train_config(spec:RunSpec, settings:Settings|None=None, **kw) -> TrainConfig:
     "The TrainConfig of a spec: preset, schedule, seed, settings (device, workers), overrides."
@@ -168,10 +178,12 @@ def describe_device(device:torch.device, world_size:int=1) -> str:
 
 # %% ../nbs/14_runs.ipynb #a8d9285d
 def _datasets(spec:RunSpec, split:str, settings:Settings, prior:str|None=None, dataset:str|None=None) -> Dataset:
-    from avss_nb.two_stage import with_prior
     ds = build_dataset(dataset or spec.dataset, split, spec.task, spec.preset, settings)
     source = prior if prior is not None else (spec.train_prior if split == 'train' else spec.eval_prior)
-    return with_prior(ds, source, settings=settings, seed=spec.seed)
+    ds = with_priors(ds, source, settings, spec.seed)
+    if split != 'train': return ds
+    from avss_nb.data import TrainProtocol
+    return TrainProtocol(ds, spec.train_frames, spec.empty_v1m if spec.task == 'binary' else 'train')
 
 def _prior_info(ds) -> dict|None:
     return ds.describe() if hasattr(ds, 'describe') else None
@@ -284,6 +296,43 @@ def evaluate_run(run:'RunSpec|str',            # spec or hash of a finished run
         write_record(rec, settings)
     return out
 
+# %% ../nbs/14_runs.ipynb #25e37958
+def run_priors_dir(run_hash:str, settings:Settings|None=None) -> Path:
+    "Where a stage-1 run's priors live."
+    return run_dir(run_hash, settings)/'priors'
+
+def ensure_run_priors(run_hash:str,      # a finished stage-1 run
+                      dataset:Dataset,   # videos that need priors
+                      settings:Settings|None=None,
+                      progress:bool=False,
+                     ) -> Path:
+    "The run's priors folder, after exporting any video of `dataset` it lacks."
+    from avss_nb.two_stage import PriorDir, video_keys, export_priors
+    import torch.distributed as dist
+    root = run_priors_dir(run_hash, settings)
+    pd = PriorDir(root)
+    keys = video_keys(dataset)
+    todo = [i for i, k in enumerate(keys) if pd.check([k])] if root.is_dir() else list(range(len(keys)))
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    if todo and rank == 0:
+        model = load_run_model(run_hash, settings)
+        export_priors(model, Subset(dataset, todo) if len(todo) < len(keys) else dataset, root,
+                      progress=progress, source=f'run:{run_hash}')
+    barrier()
+    return root
+
+def with_priors(dataset:Dataset,              # items in the shared format
+                source,                       # a PriorSource or its spec ('none', 'gt', 'run:<hash>', ...)
+                settings:Settings|None=None,  # runs_dir of run: sources
+                seed:int=0,                   # degraded: noise seed
+                **kw,                         # further WithPrior arguments
+               ) -> Dataset:
+    "`avss_nb.two_stage.with_prior`, with a `run:<hash>` source's priors exported first."
+    from avss_nb.two_stage import PriorSource, with_prior
+    src = PriorSource.parse(source)
+    if src.kind == 'run': kw['root'] = ensure_run_priors(src.arg, dataset, settings)
+    return with_prior(dataset, src, seed=seed, **kw)
+
 # %% ../nbs/14_runs.ipynb #3a4f428a
 def list_runs(settings:Settings|None=None, **where) -> list[dict]:
     "Records under runs_dir whose spec matches `where` (e.g. task='semantic', preset='quick')."
@@ -327,6 +376,9 @@ def add_spec_args(p):
     p.add_argument('--train-prior', default='none', help="gt, run:<hash>, dir:<path>, degraded:low|high|<miou>, none")
     p.add_argument('--eval-prior', default='none', help='same choices as --train-prior')
     p.add_argument('--set', dest='variant', action='append', default=[], metavar='KEY=VALUE', help='model config override')
+    p.add_argument('--train-frames', default='repeat', choices=['repeat', 'labelled', 'all'],
+                   help='v1s training items: repeat frame 0 with each audio second (official SS), labelled frames only, or all frames')
+    p.add_argument('--empty-v1m', default='train', choices=['train', 'skip'], help='skip: no stage-1 loss for v1m videos whose masks are all empty (official SS)')
     p.add_argument('--train-set', dest='train_over', action='append', default=[], metavar='KEY=VALUE', help='TrainConfig override')
 
 def spec_from_args(args) -> RunSpec:
@@ -334,7 +386,8 @@ def spec_from_args(args) -> RunSpec:
     s = args.settings
     return RunSpec(args.model, args.task, args.dataset, args.run_preset or s.preset, args.seed if args.seed is not None else s.seed,
                    args.schedule, args.priors, args.train_prior, args.eval_prior,
-                   dict(_kv(v) for v in args.variant), dict(_kv(v) for v in args.train_over))
+                   dict(_kv(v) for v in args.variant), dict(_kv(v) for v in args.train_over),
+                   getattr(args, 'train_frames', 'repeat'), getattr(args, 'empty_v1m', 'train'))
 
 def _print_record(rec:dict, settings:Settings|None=None):
     m = rec.get('metrics', {})

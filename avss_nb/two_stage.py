@@ -6,7 +6,7 @@ Docs: https://avss-nb.github.io/avss_nb/two_stage.html.md"""
 
 # %% ../nbs/13_two_stage.ipynb #a0edaec8
 from __future__ import annotations
-import os, json, math, zlib, functools
+import json, math, zlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -15,13 +15,13 @@ from torch.utils.data import Dataset, ConcatDataset, Subset, DataLoader
 from PIL import Image
 from tqdm.auto import tqdm
 from .robust_keys import prior_from_target
-from .train import atomic_write, to_device, unwrap, autocast, default_collate_fn, barrier
+from .train import atomic_write, to_device, unwrap, autocast, default_collate_fn
 
 # %% auto #0
-__all__ = ['PRIOR_KINDS', 'DEGRADED_LEVELS', 'PriorSource', 'VideoKey', 'video_keys', 'PriorFilesError', 'prior_path', 'PriorDir',
-           'write_prior_png', 'noise_field', 'degrade_mask', 'prior_metrics', 'calibrate_strength', 'WithPrior',
-           'with_prior', 'dataset_name', 'export_priors', 'run_priors_dir', 'ensure_run_priors', 'measure_priors',
-           'export_run_priors', 'run_two_stage', 'add_cli']
+__all__ = ['PRIOR_KINDS', 'DEGRADED_LEVELS', 'MISS_RATE', 'SHIFT', 'WANDER', 'SILENT_RATE', 'SILENT_RADIUS', 'PriorSource',
+           'VideoKey', 'video_keys', 'PriorFilesError', 'prior_path', 'PriorDir', 'write_prior_png', 'noise_field',
+           'DegradePlan', 'degrade_plan', 'degrade_mask', 'prior_metrics', 'calibrate_strength', 'calibration_indices',
+           'WithPrior', 'with_prior', 'dataset_name', 'export_priors', 'measure_priors']
 
 # %% ../nbs/13_two_stage.ipynb #973ce1fc
 PRIOR_KINDS = ('none', 'gt', 'run', 'dir', 'degraded')
@@ -147,14 +147,11 @@ def write_prior_png(path:Path, prior:torch.Tensor):
     atomic_write(path, lambda p: Image.fromarray(arr, mode='L').save(p, format='PNG'))
 
 # %% ../nbs/13_two_stage.ipynb #ba20035c
-def _gaussian_blur(x:torch.Tensor, sigma:float) -> torch.Tensor:
-    "Separable Gaussian blur of [N,H,W] with reflect padding."
-    r = max(1, int(math.ceil(3 * sigma)))
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2); k = k / k.sum()
-    y = x[:, None].float()
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode='reflect' if x.shape[-1] > r else 'replicate'), k.view(1, 1, 1, -1))
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode='reflect' if x.shape[-2] > r else 'replicate'), k.view(1, 1, -1, 1))
-    return y[:, 0]
+MISS_RATE = 0.5      # degraded: share of the sounding objects a strength-1 prior misses
+SHIFT = 1 / 12       # degraded: translation of the whole mask at strength 1, as a fraction of the side
+WANDER = 1 / 10      # degraded: standard deviation of the contour displacement at strength 1, as a fraction of the side
+SILENT_RATE = 0.5    # degraded: share of the frames where a strength-1 prior also segments a silent object
+SILENT_RADIUS = (0.05, 0.2)  # degraded: that object's radius at strength 1, as a fraction of the side (uniform)
 
 def noise_field(key:str, frames:int, size:int, seed:int=0, grid:int=6) -> torch.Tensor:
     "Smooth unit-variance noise [T,S,S], a pure function of (seed, key)."
@@ -163,15 +160,65 @@ def noise_field(key:str, frames:int, size:int, seed:int=0, grid:int=6) -> torch.
     field = F.interpolate(coarse, size=(size, size), mode='bicubic', align_corners=False)[:, 0]
     return (field - field.mean((1, 2), keepdim=True)) / field.std((1, 2), keepdim=True).clamp_min(1e-6)
 
-def degrade_mask(gt:torch.Tensor,     # [T,S,S] ground-truth sounding mask, 0/1
-                 strength:float,      # s >= 0: 0 keeps the ground truth
-                 key:str,             # video key (e.g. 'v2/<id>') that fixes the noise
-                 seed:int=0,
-                ) -> torch.Tensor:    # [T,S,S] float 0/1
-    "The ground truth corrupted by a fixed smooth noise field of amplitude `strength`."
+@dataclass
+class DegradePlan:
+    "What a video's degraded priors draw at random, fixed by (seed, key); `degrade_mask` scales it by the strength."
+    components: list  # [T] int arrays [S,S]: connected sounding objects (0 = none)
+    miss_draw: list   # [T] float arrays [n_t]: an object is missed when its draw < MISS_RATE * s
+    shift: torch.Tensor   # [T,2] unit direction of the mask's translation
+    wander: torch.Tensor  # [T,S,S] smooth unit noise that moves the contours
+    silent: torch.Tensor  # [T,4] centre y, centre x (in [0,1]), radius fraction, presence draw (< SILENT_RATE * s)
+
+def degrade_plan(gt:torch.Tensor, # [T,S,S] ground-truth sounding mask, 0/1
+                 key:str,         # video key (e.g. 'v2/<id>') that fixes the draws
+                 seed:int=0) -> DegradePlan:
+    "The random draws of one video's degraded priors."
+    from scipy import ndimage
     T, S = gt.shape[0], gt.shape[-1]
-    soft = _gaussian_blur(gt.float(), max(S / 32, 0.5))
-    return (soft + strength * noise_field(key, T, S, seed) > 0.5).float()
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    components = [ndimage.label(g.cpu().numpy() > 0.5)[0] for g in gt]
+    miss = [rng.random(int(c.max())) for c in components]
+    angle = rng.uniform(0, 2 * math.pi, T)
+    lo, hi = SILENT_RADIUS
+    silent = np.stack([rng.random(T), rng.random(T), rng.uniform(lo, hi, T), rng.random(T)], 1)
+    return DegradePlan(components, miss, torch.tensor(np.stack([np.sin(angle), np.cos(angle)], 1), dtype=torch.float32),
+                       noise_field(key, T, S, seed), torch.tensor(silent, dtype=torch.float32))
+
+def _signed_distance(mask:np.ndarray) -> np.ndarray:
+    "Pixels to the contour: >= 1 inside the mask, <= -1 outside (-2S everywhere for an empty mask)."
+    from scipy import ndimage
+    if not mask.any(): return np.full(mask.shape, -2.0 * mask.shape[-1], np.float32)
+    if mask.all(): return np.full(mask.shape, 2.0 * mask.shape[-1], np.float32)
+    return (ndimage.distance_transform_edt(mask) - ndimage.distance_transform_edt(~mask)).astype(np.float32)
+
+def degrade_mask(gt:torch.Tensor,     # [T,S,S] ground-truth sounding mask, 0/1
+                 strength:float,      # s in [0, 1]: 0 is the ground truth itself
+                 key:str,             # video key (e.g. 'v2/<id>') that fixes the draws
+                 seed:int=0,
+                 plan:DegradePlan|None=None, # `degrade_plan(gt, key, seed)`, computed once when calibrating
+                ) -> torch.Tensor:    # [T,S,S] float 0/1
+    "The ground truth with stage-1-like errors of strength `s`: missed objects, shifted and wandering contours, a segmented silent object."
+    if not 0 <= strength <= 1: raise ValueError(f"degradation strength must lie in [0, 1], got {strength}")
+    plan = plan or degrade_plan(gt, key, seed)
+    T, S = gt.shape[0], gt.shape[-1]
+    s = float(strength)
+    sd = []
+    for comp, draw in zip(plan.components, plan.miss_draw):
+        kept = np.isin(comp, 1 + np.nonzero(draw >= MISS_RATE * s)[0])          # objects the prior still finds
+        sd.append(_signed_distance(kept))
+    sd = torch.from_numpy(np.stack(sd))                                           # [T,S,S] pixels, > 0 inside
+    if s > 0:                                                                     # translate: sample sd at x - shift
+        axis = torch.linspace(-1, 1, S)
+        yy, xx = torch.meshgrid(axis, axis, indexing='ij')
+        d = plan.shift * (s * SHIFT * 2)                                          # [T,2] in grid units (side = 2)
+        grid = torch.stack([xx[None] - d[:, 1, None, None], yy[None] - d[:, 0, None, None]], -1)   # [T,S,S,2] (x, y)
+        sd = F.grid_sample(sd[:, None], grid, mode='bilinear', padding_mode='border', align_corners=True)[:, 0]
+    field = sd + s * WANDER * S * plan.wander                                     # contours wander by ~s*S/10 px
+    cy, cx, radius, present = plan.silent.unbind(1)                               # [T] each
+    pix = (torch.arange(S, dtype=torch.float32) + 0.5) / S
+    dist = ((pix[None, :, None] - cy[:, None, None]) ** 2 + (pix[None, None, :] - cx[:, None, None]) ** 2).sqrt()  # [T,S,S]
+    silent = (dist < s * radius[:, None, None]) & (present < SILENT_RATE * s)[:, None, None]
+    return ((field > 0) | silent).float()
 
 # %% ../nbs/13_two_stage.ipynb #a0a66e6a
 def prior_metrics(priors, targets, has_gt=None):
@@ -183,23 +230,47 @@ def prior_metrics(priors, targets, has_gt=None):
 def calibrate_strength(targets:list,   # [(key, target [T,S,S], has_gt [T])] of the videos to calibrate on
                        target_miou:float, # wanted prior mIoU
                        seed:int=0,
-                       iters:int=14,    # bisection steps on s in [0, 4]
+                       iters:int=14,    # bisection steps on s in [0, 1]
+                       tolerance:float=0.02, # largest accepted |measured - target|
                       ) -> tuple[float, float]: # (strength, measured mIoU)
-    "Noise amplitude at which degraded priors of `targets` reach `target_miou`."
+    "Strength at which degraded priors of `targets` reach `target_miou`; raises when no strength does."
+    if not targets: raise ValueError("calibrate_strength needs at least one video")
+    plans = [(degrade_plan(prior_from_target(tgt), key, seed), key, tgt, has) for key, tgt, has in targets]
     def miou(s):
         acc = None
-        for key, tgt, has in targets:
-            m = prior_metrics(degrade_mask(prior_from_target(tgt), s, key, seed), tgt, has)
+        for plan, key, tgt, has in plans:
+            m = prior_metrics(degrade_mask(prior_from_target(tgt), s, key, seed, plan=plan), tgt, has)
             acc = m if acc is None else acc.merge(m)
         return acc.compute()['miou']
-    lo, hi = 0.0, 4.0
-    if miou(hi) > target_miou: raise ValueError(f"cannot degrade below mIoU {miou(hi):.3f} (asked {target_miou})")
+    floor, top = miou(1.0), miou(0.0)
+    if floor > target_miou + tolerance:
+        raise ValueError(f"degraded priors cannot score as low as mIoU {target_miou}: at full strength they keep {floor:.3f} "
+                         f"on these {len(targets)} videos; ask for a target of at least {floor:.2f}")
+    if top < target_miou - tolerance:
+        raise ValueError(f"degraded priors cannot reach mIoU {target_miou}: the ground truth itself scores {top:.3f} on these videos")
+    lo, hi = 0.0, 1.0
     for _ in range(iters):
         mid = (lo + hi) / 2
         if miou(mid) > target_miou: lo = mid
         else: hi = mid
     s = (lo + hi) / 2
-    return s, miou(s)
+    measured = miou(s)
+    if abs(measured - target_miou) > tolerance:
+        raise ValueError(f"degraded priors miss mIoU {target_miou}: the closest strength {s:.4f} gives {measured:.3f} on "
+                         f"{len(targets)} videos (more than {tolerance} away); calibrate on more videos")
+    return s, measured
+
+def calibration_indices(keys:list,  # VideoKey of every video, in dataset order
+                        n:int,      # videos wanted
+                       ) -> list[int]:
+    "Up to `n` dataset indices shared evenly between the subsets and spread evenly within each."
+    by = {}
+    for i, k in enumerate(keys): by.setdefault(k.subset, []).append(i)
+    quota, left = {s: 0 for s in by}, min(n, len(keys))
+    while left:
+        for s in by:
+            if left and quota[s] < len(by[s]): quota[s] += 1; left -= 1
+    return sorted(idx[j] for s, idx in by.items() for j in np.linspace(0, len(idx) - 1, quota[s]).round().astype(int).tolist()) if n else []
 
 # %% ../nbs/13_two_stage.ipynb #df8211d4
 class WithPrior(Dataset):
@@ -207,10 +278,10 @@ class WithPrior(Dataset):
     def __init__(self,
                  dataset:Dataset,          # items in the shared format
                  source:'PriorSource|str', # see PriorSource.parse
-                 settings=None,            # Settings (runs_dir for run: sources); default get_settings()
+                 root:str|Path|None=None,  # run: the run's exported priors folder (`avss_nb.runs.with_priors` resolves it)
                  seed:int=0,               # degraded: noise seed
-                 calib_videos:int=64,      # degraded: videos used to calibrate the strength
-                 strength:float|None=None, # degraded: use this noise amplitude instead of calibrating
+                 calib_videos:int=64,      # degraded: videos used to calibrate the strength (spread over the subsets)
+                 strength:float|None=None, # degraded: use this strength in [0, 1] instead of calibrating
                  validate:bool=True,       # check all prior files now
                 ):
         self.dataset, self.source, self.seed = dataset, PriorSource.parse(source), seed
@@ -218,19 +289,25 @@ class WithPrior(Dataset):
         kind = self.source.kind
         if kind == 'none': raise ValueError("WithPrior with source 'none': use the dataset itself")
         if kind in ('dir', 'run'):
-            root = Path(self.source.arg) if kind == 'dir' else ensure_run_priors(self.source.arg, dataset, settings)
+            if kind == 'run' and root is None:
+                raise ValueError(f"prior source {self.source}: a stage-1 run's priors need its folder; use "
+                                 "avss_nb.runs.with_priors(dataset, source), which exports them first, or pass root=")
+            root = Path(self.source.arg) if kind == 'dir' else Path(root)
             self.priors = PriorDir(root)
             if validate: self.priors.validate(video_keys(dataset))
             self.info.update(root=str(root), **{k: v for k, v in self.priors.meta.items() if k in ('miou', 'fscore', 'soft', 'size')})
         if kind == 'degraded':
             if strength is None:
-                keys = video_keys(dataset)[:calib_videos]
-                sample = [self._target(i) for i in range(min(calib_videos, len(dataset)))]
-                strength, measured = calibrate_strength([(f'{k.subset}/{k.id}', t, h) for k, (t, h) in zip(keys, sample)],
-                                                        self.source.target_miou, seed)
-                self.info.update(calibration_miou=measured, calibration_videos=len(sample))
+                keys = video_keys(dataset)
+                picked = calibration_indices(keys, calib_videos)                  # spread over the subsets
+                sample = [(f'{keys[i].subset}/{keys[i].id}', *self._target(i)) for i in picked]
+                strength, measured = calibrate_strength(sample, self.source.target_miou, seed)
+                subsets = [keys[i].subset for i in picked]
+                self.info.update(calibration_miou=measured, calibration_videos=len(sample),
+                                 calibration_subsets={s: subsets.count(s) for s in sorted(set(subsets))})
             self.strength = strength
-            self.info.update(strength=strength, target_miou=self.source.target_miou, method='gt blur(S/32) + s*smooth noise > 0.5')
+            self.info.update(strength=strength, target_miou=self.source.target_miou,
+                             method='stage-1-like errors of strength s: missed objects, shifted/wandering contours, silent objects')
 
     def _target(self, i):
         item = self.dataset[i]; return item['target'], item['has_gt']
@@ -310,32 +387,6 @@ def export_priors(model:nn.Module,        # a model with predict(batch, size) ->
     atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=1)))
     return stats
 
-# %% ../nbs/13_two_stage.ipynb #8dd5d1b2
-def run_priors_dir(run_hash:str, settings=None) -> Path:
-    "Where a stage-1 run's priors live."
-    from avss_nb.runs import run_dir
-    return run_dir(run_hash, settings)/'priors'
-
-def ensure_run_priors(run_hash:str,      # a finished stage-1 run
-                      dataset:Dataset,   # videos that need priors
-                      settings=None,
-                      progress:bool=False,
-                     ) -> Path:
-    "The run's priors folder, after exporting any video of `dataset` it lacks."
-    from avss_nb.runs import load_run_model
-    import torch.distributed as dist
-    root = run_priors_dir(run_hash, settings)
-    pd = PriorDir(root)
-    keys = video_keys(dataset)
-    todo = [i for i, k in enumerate(keys) if pd.check([k])] if root.is_dir() else list(range(len(keys)))
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    if todo and rank == 0:
-        model = load_run_model(run_hash, settings)
-        export_priors(model, Subset(dataset, todo) if len(todo) < len(keys) else dataset, root,
-                      progress=progress, source=f'run:{run_hash}')
-    barrier()
-    return root
-
 # %% ../nbs/13_two_stage.ipynb #de6759fd
 def measure_priors(dataset:WithPrior) -> dict:
     "mIoU / F-score of the priors of `dataset` against its ground truth (annotated frames)."
@@ -346,94 +397,3 @@ def measure_priors(dataset:WithPrior) -> dict:
         acc = m if acc is None else acc.merge(m)
     r = acc.compute()
     return dict(source=str(dataset.source), miou=r['miou'], fscore=r['fscore'], frames=r['frames'])
-
-# %% ../nbs/13_two_stage.ipynb #3a2cacc6
-def export_run_priors(run_hash:str,                  # a finished stage-1 run
-                      splits=('val', 'test'),        # splits to export
-                      dataset:str|None=None,         # dataset spec (default: the run's)
-                      out:str|Path|None=None,        # PRIORS root (default: <runs_dir>/<hash>/priors)
-                      soft:bool=False,               # write probabilities instead of 0/255
-                      size:int|None=None,            # PNG side (default: the preset's image size; official 224)
-                      settings=None,
-                      progress:bool=True,
-                      force:bool=False,              # export again even where priors.json already scores the split
-                     ) -> dict:
-    "Export a run's priors for `splits`; returns {split: stats} (mIoU of the priors vs GT, overall and per subset)."
-    from avss_nb.runs import load_record, load_run_model, RunSpec, build_dataset
-    rec = load_record(run_hash, settings)
-    if rec is None: raise FileNotFoundError(f"no run {run_hash} (train it first)")
-    spec = RunSpec.from_dict(rec['spec'])
-    root = Path(out) if out else run_priors_dir(run_hash, settings)
-    model, stats = None, {}
-    for split in splits:
-        ds = build_dataset(dataset or spec.dataset, split, 'binary', spec.preset, settings)
-        pd = PriorDir(root)
-        done = pd.meta.get('scores', {}).get(dataset_name(ds))
-        if done and not force and pd.meta.get('soft', False) == soft and (size is None or pd.meta.get('size') == [size, size]) \
-           and not pd.check(video_keys(ds)):
-            stats[split] = done; continue                                         # already exported, files complete
-        model = model or load_run_model(run_hash, settings)
-        stats[split] = export_priors(model, ds, root, soft=soft, size=size, progress=progress, source=f'run:{run_hash}')
-    return stats
-
-def run_two_stage(dataset:str='toy',        # dataset spec for both stages
-                  preset:str='smoke',
-                  seed:int=0,
-                  model:str='aavs',
-                  priors:str='all',         # stage-2 prior switches
-                  train_prior:str='gt',     # stage-2 training prior ('stage1' = the stage-1 run's priors)
-                  eval_prior:str='stage1',  # stage-2 val/test prior ('stage1', 'gt', 'degraded:low', a folder, ...)
-                  schedule:str='simple',
-                  train:dict|None=None,     # TrainConfig overrides for both stages (e.g. {'epochs': 1})
-                  settings=None,
-                  force:bool=False,         # retrain both stages
-                  progress:bool=True,
-                 ) -> dict:
-    "Stage 1, its priors, stage 2; returns {'stage1': record, 'priors': {split: stats}, 'stage2': record}."
-    from avss_nb.runs import RunSpec, train_run
-    s1 = RunSpec(model, 'binary', dataset, preset, seed, schedule, train=train)
-    r1 = train_run(s1, settings, force=force, progress=progress)
-    stage1 = f'run:{s1.key()}'
-    resolve = lambda src: stage1 if src == 'stage1' else src
-    exported = export_run_priors(s1.key(), ('val', 'test'), settings=settings, progress=progress, force=force)
-    s2 = RunSpec(model, 'semantic', dataset, preset, seed, schedule, priors=priors,
-                 train_prior=resolve(train_prior), eval_prior=resolve(eval_prior), train=train)
-    r2 = train_run(s2, settings, force=force, progress=progress)
-    return dict(stage1=r1, priors=exported, stage2=r2)
-
-# %% ../nbs/13_two_stage.ipynb #f2316e9f
-def _export_cli(args):
-    stats = export_run_priors(args.run, args.splits, args.dataset, args.out, args.soft, args.size, args.settings, force=args.force)
-    print(json.dumps(dict(out=str(Path(args.out) if args.out else run_priors_dir(args.run, args.settings)), **stats), indent=1))
-
-def _two_stage_cli(args):
-    from avss_nb.runs import _kv
-    res = run_two_stage(args.dataset, args.run_preset or args.settings.preset, args.seed if args.seed is not None else args.settings.seed,
-                        args.model, args.priors, args.train_prior, args.eval_prior, args.schedule,
-                        dict(_kv(v) for v in args.train_over), args.settings, args.force)
-    short = lambda r: dict(hash=r['hash'], val_miou=r['metrics']['val'].get('miou'), test=r['metrics'].get('test'))
-    print(json.dumps(dict(stage1=short(res['stage1']), priors={k: {m: v[m] for m in ('miou', 'fscore', 'per_subset')}
-                                                                for k, v in res['priors'].items()},
-                          stage2=short(res['stage2'])), indent=1, default=str))
-
-def add_cli(cli):
-    "Register `avss-nb export-priors` and `avss-nb two-stage`."
-    p = cli.command('export-priors', "Write a stage-1 run's priors as PNGs (PRIORS/<subset>/<id>/<i>.png) and their mIoU.", _export_cli)
-    p.add_argument('--run', required=True, help='stage-1 run hash')
-    p.add_argument('--splits', nargs='+', default=['val', 'test'], choices=['train', 'val', 'test'])
-    p.add_argument('--dataset', default=None, help="dataset spec (default: the run's)")
-    p.add_argument('--out', default=None, help='PRIORS root (default: <runs_dir>/<hash>/priors)')
-    p.add_argument('--soft', action='store_true', help='sounding probability instead of 0/255')
-    p.add_argument('--size', type=int, default=None, help='PNG side (default: the frames; the official priors are 224)')
-    p.add_argument('--force', action='store_true', help='export again even if the split is already exported')
-    p = cli.command('two-stage', 'Stepping Stones: stage 1, priors, stage 2 (cached runs).', _two_stage_cli)
-    p.add_argument('--dataset', default='toy')
-    p.add_argument('--preset', dest='run_preset', default=None)
-    p.add_argument('--seed', type=int, default=None)
-    p.add_argument('--model', default='aavs')
-    p.add_argument('--priors', default='all')
-    p.add_argument('--train-prior', default='gt')
-    p.add_argument('--eval-prior', default='stage1', help="'stage1', 'gt', 'degraded:low', 'dir:<path>', ...")
-    p.add_argument('--schedule', default='simple')
-    p.add_argument('--train-set', dest='train_over', action='append', default=[], metavar='KEY=VALUE')
-    p.add_argument('--force', action='store_true')

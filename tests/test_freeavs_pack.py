@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from avss_nb.freeavs import BuildPlan, build_dataset, validate_dataset, SceneDataset
+from avss_nb.freeavs import BuildPlan, build_dataset, validate_dataset, SceneDataset, ToyMedia
 from avss_nb.freeavs_media import PackMedia, write_toy_pack, make_pack, mulaw_decode, mulaw_encode, CATALOGUE
 from avss_nb.labels import CLASS_INDEX
 
@@ -28,7 +28,7 @@ def _digest(root):
 
 
 def test_pack_format_roundtrip(tmp_path):
-    write_toy_pack(tmp_path/'pack')
+    write_toy_pack(tmp_path/'pack', ToyMedia())
     media = PackMedia(tmp_path/'pack')
     dog = CLASS_INDEX['dog']
     assert not set(media.sprites(dog, 'train')) & set(media.sprites(dog, 'test'))

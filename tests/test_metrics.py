@@ -187,8 +187,12 @@ def test_binary_accumulator_matches_functions_and_merges():
     a, b = BinaryMetrics(), BinaryMetrics()
     for v in range(0, 6, 2): (a if v < 4 else b).update(prob[v:v + 2], gt[v:v + 2], has_gt[v:v + 2])
     summed = {k: a.state_tensors()[k] + b.state_tensors()[k] for k in a.state}
-    assert BinaryMetrics().load_state_tensors(summed).compute() == r
-    assert a.merge(b).compute() == r
+    import re
+    official = lambda d: {k: v for k, v in d.items() if not re.fullmatch(r'(fscore|miou)_b\d+', k)}   # all but the per-video sums
+    for other in (BinaryMetrics().load_state_tensors(summed).compute(), a.merge(b).compute()):
+        assert official(other) == official(r)
+        # per-video sums of the official batches: the same terms, added in another order (exact up to rounding)
+        assert other.keys() == r.keys() and all(abs(other[k] - r[k]) < 1e-12 for k in r)
     with pytest.raises(ValueError): BinaryMetrics().merge(SemanticMetrics())
 
 def test_accumulator_all_reduce_single_process_gloo():
@@ -312,3 +316,17 @@ def test_bench_cli_runs_and_agrees():
     assert 'speed-up' in out.getvalue() and 'max abs diff' in out.getvalue()
     r = bench_metrics(frames=2, size=24, repeat=1)
     assert r['fscore_max_abs_diff'] <= 1e-6 and r['semantic_max_abs_diff'] <= 1e-9
+
+
+def test_one_evaluation_scores_every_papers_batch():
+    "BinaryMetrics fed one video at a time also yields the official per-batch F of batches of 2 and 4 (AVSegFormer, AVSBench)."
+    g = torch.Generator().manual_seed(3)
+    prob = torch.rand(7, 5, 12, 12, generator=g) ** 2                     # 7 videos: the last batch of 2 and of 4 is partial
+    gt = (torch.rand(7, 5, 12, 12, generator=g) > 0.7).long()
+    gt[2] = 0; gt[4, 1:] = 0                                               # an all-empty video, some empty frames
+    acc = BinaryMetrics()
+    for v in range(7): acc.update(prob[v:v + 1], gt[v:v + 1])
+    r = acc.compute()
+    for b in (1, 2, 4):
+        assert abs(r[f'fscore_b{b}'] - ref_fscore_official(prob, gt, b)) < 1e-6, b
+    assert len({round(r[k], 6) for k in ('fscore_b1', 'fscore_b2', 'fscore_b4', 'fscore')}) == 4   # four different numbers

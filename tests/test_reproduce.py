@@ -14,3 +14,15 @@ def test_record_without_checkpoint(tmp_path, monkeypatch):
     assert again['miou'] == row['miou'] and not has_checkpoint(spec)
     model = run_model(spec, progress=False)                # weights needed: trained again, then loaded
     assert has_checkpoint(spec) and hasattr(model, 'predict')
+
+
+def test_tables_print_each_papers_f_definition(tmp_path, monkeypatch):
+    "Beside the paper's number stands the paper's F (official per batch, at that paper's test batch); the one-curve F is extra."
+    from avss_nb.runs import write_record
+    monkeypatch.setenv('AVSS_RUNS_DIR', str(tmp_path/'runs'))
+    test = dict(miou=0.5, fscore=0.61, fscore_b1=0.71, fscore_b2=0.72, fscore_b4=0.74)
+    for model, task, want in [('tpavi', 's4', 0.74), ('avsegformer', 'ms3', 0.72), ('aavs', 's4', 0.71), ('aavs', 'avss', 0.61)]:
+        spec = task_spec(model, task, 'toy', 'smoke')
+        write_record(dict(hash=spec.key(), spec=spec.to_dict(), status='done', metrics=dict(test=test)))
+        row = measure(spec, tmp_path/'table', progress=False)               # the record exists: nothing is trained
+        assert (row['fscore'], row['fscore_curve']) == (want, 0.61), (model, task, row)

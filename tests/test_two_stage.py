@@ -64,7 +64,7 @@ def test_smoke_two_stage_pipeline(tmp_path):
     # runs list shows both; asking again trains nothing; run_two_stage finds the same runs
     listing = cli(runs, 'runs', 'list')
     assert h1 in listing and h2 in listing
-    from avss_nb.two_stage import run_two_stage
+    from avss_nb.stepping_stones import run_two_stage
     from avss_nb.config import get_settings
     t0 = time.time()
     res = run_two_stage('toy', 'smoke', 0, train={'epochs': 1}, settings=get_settings(runs_dir=runs, device='cpu', workers=0),
@@ -99,7 +99,8 @@ def test_run_spec_hash_covers_every_field():
     from avss_nb.runs import RunSpec
     base = RunSpec(task='semantic', priors='all', train_prior='gt', eval_prior='degraded:high')
     changed = dict(model='tpavi', task='binary', dataset='toy:v2', preset='quick', seed=1, schedule='official',
-                   priors='mask_fusion', train_prior='degraded:low', eval_prior='gt', variant={'dropout': 0.1}, train={'epochs': 1})
+                   priors='mask_fusion', train_prior='degraded:low', eval_prior='gt', variant={'dropout': 0.1}, train={'epochs': 1},
+                   train_frames='labelled', empty_v1m='skip')
     assert set(changed) == {f.name for f in fields(RunSpec)}
     keys = {base.key()}
     for name, value in changed.items():
@@ -108,3 +109,58 @@ def test_run_spec_hash_covers_every_field():
     assert len(keys) == len(changed) + 1
     assert RunSpec(task='semantic', priors='robust_keys,mask_fusion,attn_init', train_prior='oracle',
                    eval_prior='degraded:high').key() == base.key()
+
+
+def _thin_objects(n_videos:int, T:int=5, S:int=48):
+    "Videos of 1-2 px wide sounding objects (strings, poles) and small blobs: what a blur-first degradation erases."
+    import torch
+    g, out = torch.Generator().manual_seed(0), []
+    for v in range(n_videos):
+        t = torch.zeros(T, S, S, dtype=torch.long)
+        for f in range(T):
+            x, w = int(torch.randint(4, S - 8, (1,), generator=g)), 1 + v % 2
+            t[f, 4:S - 4, x:x + w] = 3                                  # a thin vertical object
+            y = int(torch.randint(4, S - 8, (1,), generator=g)); t[f, y:y + 3, 2:5] = 9   # a small one
+        out.append((f'v1m/thin{v}', t, torch.ones(T, dtype=torch.bool)))
+    return out
+
+
+def test_degraded_priors_reach_a_high_target_on_thin_objects():
+    "Strength 0 is the ground truth itself, so a high target is met, not silently missed at the strength-0 floor."
+    from avss_nb.two_stage import calibrate_strength, degrade_mask, prior_metrics
+    from avss_nb.robust_keys import prior_from_target
+    videos = _thin_objects(12)
+    s, measured = calibrate_strength(videos, 0.8)
+    assert abs(measured - 0.8) <= 0.02 and s > 0, (s, measured)
+    key, t, has = videos[0]
+    assert prior_metrics(degrade_mask(prior_from_target(t), 0.0, key), t, has).compute()['miou'] > 1 - 1e-6
+
+
+def test_unreachable_targets_raise(monkeypatch):
+    "No silent fallback: a target out of reach, or one the strength curve jumps over, is an error naming the cause."
+    import torch
+    from avss_nb import two_stage
+    blocks = torch.zeros(4, 32, 32, dtype=torch.long); blocks[:, 8:24, 6:20] = 5
+    videos = [(f'v2/b{i}', blocks, torch.ones(4, dtype=torch.bool)) for i in range(4)]
+    with pytest.raises(ValueError, match='at full strength'):
+        two_stage.calibrate_strength(videos, 0.05)                         # big objects keep more than 0.05 at strength 1
+    monkeypatch.setattr(two_stage, 'degrade_mask', lambda gt, s, key, seed=0, plan=None: gt * (s < 0.3))  # all or nothing
+    with pytest.raises(ValueError, match='calibrate on more videos'):
+        two_stage.calibrate_strength(videos, 0.5)
+
+
+def test_calibration_samples_every_subset():
+    from torch.utils.data import ConcatDataset
+    from avss_nb.freeavs import ToyAVS
+    from avss_nb.two_stage import WithPrior
+    ds = ConcatDataset([ToyAVS('v1s', 'val', n_videos=6, size=32), ToyAVS('v1m', 'val', n_videos=2, size=32),
+                        ToyAVS('v2', 'val', n_videos=2, size=32)])
+    info = WithPrior(ds, 'degraded:0.6', calib_videos=6).describe()
+    assert info['calibration_subsets'] == {'v1m': 2, 'v1s': 2, 'v2': 2} and abs(info['calibration_miou'] - 0.6) <= 0.02
+
+
+def test_table2_priors_default_to_real_stage1_runs():
+    from avss_nb.reproduce import table2_prior, stage1_spec, TABLE2_BUDGETS
+    low, high = (table2_prior(l, 'toy', 'quick') for l in ('low', 'high'))
+    assert low == f"run:{stage1_spec('toy', 'quick', budget=TABLE2_BUDGETS['low']).key()}" != high
+    assert high == f"run:{stage1_spec('toy', 'quick').key()}" and dict(stage1_spec('toy', 'quick', budget=0.1).train) == {'epochs': 1}
