@@ -14,9 +14,9 @@ from .backbone import freeze
 from .robust_keys import PriorConfig
 
 # %% auto #0
-__all__ = ['OFFICIAL_AAVS_KINDS', 'OFFICIAL_IMAGE_SIZE', 'OFFICIAL_EVAL_SIZE', 'OFFICIAL_AAVS_CONFIG', 'official_key_to_v4',
-           'official_aavs_keys', 'geometry_from_config', 'geometry_from_state', 'official_aavs_config',
-           'official_state_to_aavs', 'OfficialAAVS', 'load_official_aavs']
+__all__ = ['OFFICIAL_AAVS_KINDS', 'OFFICIAL_IMAGE_SIZE', 'OFFICIAL_EVAL_SIZE', 'OFFICIAL_AAVS_CONFIG', 'CONFIG_EXTRAS',
+           'official_key_to_v4', 'official_aavs_keys', 'geometry_from_config', 'geometry_from_state',
+           'official_aavs_config', 'official_state_to_aavs', 'OfficialAAVS', 'load_official_aavs']
 
 # %% ../nbs/19a_official_aavs.ipynb #b950adc0
 OFFICIAL_AAVS_KINDS = {
@@ -265,13 +265,18 @@ def _fail(kind:str, what:str, items:list[str], hint:str) -> KeyError:
     shown = ', '.join(items[:8]) + (f" and {len(items) - 8} more" if len(items) > 8 else '')
     return KeyError(f"{kind}: {len(items)} {what}: {shown}. {hint}")
 
+CONFIG_EXTRAS = ('audio_weights', 'audio_encoder')   # keys of ours a `config` dict may carry beside the official ones
+
 def load_official_aavs(kind:str,             # 'aavs-stage1' (binary, audio queries) or 'aavs-stage2' (semantic, priors)
                        state_dict:dict,      # the official state dict (4.x or 5.x names; a `module.` prefix allowed)
-                       config:dict|None=None, # the official Hugging Face config.json as a dict; None: read the shapes
+                       config:dict|None=None, # the official Hugging Face config.json as a dict (plus CONFIG_EXTRAS); None: read the shapes
                        **overrides,          # AAVSConfig fields to change (e.g. audio_weights=)
                       ) -> OfficialAAVS:     # our AAVS with the official weights, in eval mode
     "Our AAVS built to an official Stepping Stones checkpoint, with its weights."
     stage = 1 if _kind(kind)['task'] == 'binary' else 2
+    if config is not None:
+        overrides = {**{k: config[k] for k in CONFIG_EXTRAS if k in config}, **overrides}
+        config = {k: v for k, v in config.items() if k not in CONFIG_EXTRAS}
     state, original = {}, {}
     for key, value in state_dict.items():
         k = official_key_to_v4(key)
@@ -313,4 +318,6 @@ def load_official_aavs(kind:str,             # 'aavs-stage1' (binary, audio quer
                              f"{geometry['window_size']} window")
     model.load_state_dict({k: v.to(target[k].dtype) for k, v in ours.items()}, strict=False)
     freeze(model, FREEZE_POLICIES[cfg.freeze])
+    model.model_name = 'aavs'                                                          # as avss_nb.models names built models
+    model.official = dict(kind=kind, keys=len(state_dict), loaded=len(ours), geometry=geometry)
     return model.eval()

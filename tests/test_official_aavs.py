@@ -316,6 +316,8 @@ def test_config_json(case):
     stage, state, _, model = case
     cfg = official_reference_config(stage).to_dict()
     assert load_official_aavs(f'aavs-stage{stage}', state, cfg).cfg == model.cfg
+    # our own extras may ride along in the dict (how `avss-nb evaluate --official --config` passes the VGGish weights)
+    assert load_official_aavs(f'aavs-stage{stage}', state, {**cfg, 'audio_encoder': 'small'}).cfg.audio_encoder == 'small'
     deeper = {**cfg, 'backbone_config': {**cfg['backbone_config'], 'depths': [2, 2, 4, 2]}}
     with pytest.raises(KeyError, match=r'missing keys.*layers\.2\.blocks\.2\.'): load_official_aavs(f'aavs-stage{stage}', state, deeper)
 
@@ -371,4 +373,5 @@ def test_swin_b_timing(stage):
     print(f"\naavs-stage{stage} Swin-B: load {t1 - t0:.1f} s, official_forward ({x['pixel_values'].shape[0]} frames, "
           f"{torch.get_num_threads()} threads) {t2 - t1:.1f} s; max |diff| masks {diff(theirs['masks_queries_logits'], mine['masks_queries_logits']):.2e}, "
           f"classes {diff(theirs['class_queries_logits'], mine['class_queries_logits']):.2e}")
-    assert diff(theirs['class_queries_logits'], mine['class_queries_logits']) <= 1e-3
+    assert diff(theirs['class_queries_logits'], mine['class_queries_logits']) <= TOL
+    assert diff(theirs['masks_queries_logits'], mine['masks_queries_logits']) <= TOL
