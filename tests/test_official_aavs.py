@@ -159,7 +159,10 @@ class OfficialReference(nn.Module):
     def forward(self, pixel_values, feat_aud, audio_boost_mask=None):
         prompt = self.audio_proj(feat_aud.view(1, -1, 128))                               # [1, T, 256]
         self.model.model.transformer_module.aavs = dict(prompt=prompt, prior=audio_boost_mask)
-        out = self.model(pixel_values=pixel_values.view(-1, 3, 384, 384), output_auxiliary_logits=True, output_hidden_states=True)
+        inner = {}
+        hook = self.model.model.register_forward_hook(lambda m, a, o: inner.update(states=o.transformer_decoder_intermediate_states))
+        try: out = self.model(pixel_values=pixel_values.view(-1, 3, 384, 384), output_auxiliary_logits=True, output_hidden_states=True)
+        finally: hook.remove()
         cls, masks = out.class_queries_logits, out.masks_queries_logits
         if self.stage == 1:
             probs = F.interpolate(masks, size=(384, 384), mode='bilinear', align_corners=False).sigmoid()
@@ -171,7 +174,8 @@ class OfficialReference(nn.Module):
         return dict(class_queries_logits=cls, masks_queries_logits=masks, auxiliary_logits=out.auxiliary_logits, postprocessed=post,
                     encoder_hidden_states=out.encoder_hidden_states, pixel_decoder_hidden_states=out.pixel_decoder_hidden_states,
                     pixel_decoder_last_hidden_state=out.pixel_decoder_last_hidden_state,
-                    transformer_decoder_last_hidden_state=out.transformer_decoder_last_hidden_state, audio_emb=prompt)
+                    transformer_decoder_last_hidden_state=out.transformer_decoder_last_hidden_state, audio_emb=prompt,
+                    transformer_decoder_intermediate_states=inner['states'])
 
 def _transformer_forward(self, multi_scale_features, mask_features, output_hidden_states=False, output_attentions=False):
     "Mask2FormerTransformerModule.forward with the official patches."
@@ -239,9 +243,9 @@ def assert_same(theirs, mine):
     assert len(mine['layer_logits']) == len(layers) and len(mine['auxiliary_logits']) == len(theirs['auxiliary_logits'])
     for i, (a, b) in enumerate(zip(layers, mine['layer_logits'])):
         for k in ('class_queries_logits', 'masks_queries_logits'): assert diff(a[k], b[k]) <= TOL, (i, k, diff(a[k], b[k]))
-    for name in ('encoder_hidden_states', 'pixel_decoder_hidden_states'):
+    for name in ('encoder_hidden_states', 'pixel_decoder_hidden_states', 'transformer_decoder_intermediate_states'):
         assert len(theirs[name]) == len(mine[name])
-        for a, b in zip(theirs[name], mine[name]): assert diff(a, b) <= TOL, name
+        for a, b in zip(theirs[name], mine[name]): assert a.shape == b.shape and diff(a, b) <= TOL, name
 
 # ----------------------------------------------------------------------------------------------- tests
 @pytest.mark.parametrize('stage', [1, 2])
