@@ -119,8 +119,9 @@ def _need(state:dict, key:str, what:str) -> torch.Tensor:
 def geometry_from_config(config:dict, # official Hugging Face config.json, as a dict (4.x or 5.x)
                         ) -> dict:    # architecture: Swin geometry, widths, depths, queries, labels
     "The architecture an official `config.json` describes, refusing what AAVS cannot express."
-    c = {**OFFICIAL_AAVS_CONFIG, **{k: v for k, v in config.items() if k != 'backbone_config'}}
-    bb = {**OFFICIAL_AAVS_CONFIG['backbone_config'], **(config.get('backbone_config') or {})}
+    given = lambda d: {k: v for k, v in d.items() if v is not None}                  # a null entry means the default
+    c = {**OFFICIAL_AAVS_CONFIG, **given({k: v for k, v in config.items() if k != 'backbone_config'})}
+    bb = {**OFFICIAL_AAVS_CONFIG['backbone_config'], **given(config.get('backbone_config') or {})}
     rules = [('backbone_config.model_type', bb['model_type'], 'swin'), ('backbone_config.patch_size', bb['patch_size'], 4),
              ('backbone_config.hidden_act', bb['hidden_act'], 'gelu'), ('backbone_config.qkv_bias', bb['qkv_bias'], True),
              ('backbone_config.use_absolute_embeddings', bb['use_absolute_embeddings'], False),
