@@ -123,8 +123,8 @@ class AAVS(nn.Module):
         images = frames.flatten(0, 1) if frames.ndim == 5 else frames                # [N,3,S,S]
         n = images.shape[0]
         mask_features, maps = self.pixel_decoder(self.backbone(images))           # [N,D,S/4,S/4], [1/32,1/16,1/8]
-        audio = None
-        if self.audio_encoder is not None:
+        audio = batch.get('audio_embedding')                                         # [N,128] precomputed (official: towhee's VGGish op)
+        if audio is None and self.audio_encoder is not None:
             log_mel = batch['audio']
             log_mel = log_mel.flatten(0, 1) if log_mel.ndim == 4 else log_mel        # [N,96,64]
             if log_mel.shape[0] != n: raise ValueError(f"audio has {log_mel.shape[0]} examples for {n} frames; ids {batch.get('id')}")
