@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, replace, asdict, fields
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SETTINGS_FILE', 'PRESETS', 'UserError', 'SettingsError', 'CheckpointError', 'RunLockedError', 'nearest',
-           'project_root', 'Settings', 'get_settings', 'resolve_device', 'Preset', 'PresetError', 'register_preset',
-           'get_preset']
+__all__ = ['SETTINGS_FILE', 'PRESETS', 'UserError', 'SettingsError', 'CheckpointError', 'RunLockedError', 'MissingFileError',
+           'nearest', 'project_root', 'Settings', 'get_settings', 'resolve_device', 'Preset', 'PresetError',
+           'register_preset', 'get_preset']
 
 # %% ../nbs/00_config.ipynb #0bb75dbb
 class UserError(Exception):
@@ -33,6 +33,9 @@ class CheckpointError(UserError):
 
 class RunLockedError(UserError):
     "Another live process holds the run's lock."
+
+class MissingFileError(UserError, FileNotFoundError):
+    "A file the input needs is not there (still a `FileNotFoundError`)."
 
 def nearest(name:str, known, # the names it may have meant
            ) -> str:
