@@ -18,9 +18,9 @@ from .config import UserError
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'OBJECT_SUBSETS', 'SEMANTIC_SUBSETS', 'SPLITS', 'NUM_FRAMES', 'OBJECT_DIRS',
-           'AVSBenchError', 'TensorUnpickler', 'load_log_mel_pkl', 'fit_image', 'VideoRecord', 'load_video',
-           'AVSBenchDataset', 'AVSBenchObject', 'AVSBenchSemantic', 'collate_items', 'bench_loader', 'add_cli',
-           'check_avsbench', 'add_check_cli']
+           'AVSBenchError', 'TensorUnpickler', 'load_log_mel_pkl', 'fit_image', 'VideoRecord', 'truncation',
+           'load_video', 'AVSBenchDataset', 'AVSBenchObject', 'AVSBenchSemantic', 'collate_items', 'bench_loader',
+           'add_cli', 'check_avsbench', 'add_check_cli']
 
 # %% ../nbs/02_data.ipynb #38ddf9c2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -120,11 +120,23 @@ class VideoRecord:
     def files(self) -> list: return [*self.frames, *(m for m in self.masks if m is not None), self.audio]
 
 # %% ../nbs/02_data.ipynb #3df99ab4
+_END_MARKERS = {'JPEG': b'\xff\xd9', 'PNG': b'IEND'}
+
+def truncation(path, fmt:str|None) -> str|None:
+    "Why a JPEG or PNG file is cut short (no end marker in its last bytes; PIL decodes some such files without a word), or None."
+    marker = _END_MARKERS.get(fmt)
+    if marker is None: return None
+    with open(path, 'rb') as f:
+        f.seek(0, 2); f.seek(max(0, f.tell() - 32)); tail = f.read()
+    return None if marker in tail else f'truncated: no {fmt} end marker'
+
 def _open_image(path, rec:VideoRecord, mode:str) -> Image.Image:
     "Open and decode an image, raising AVSBenchError naming file and video."
     img = None
     try:
         img = Image.open(path); img.load()
+        cut = truncation(path, img.format)
+        if cut: raise OSError(cut)
         return img.convert(mode) if mode and img.mode != mode else img
     except FileNotFoundError: raise AVSBenchError(path, 'file not found', rec.id, rec.subset) from None
     except Exception as e:

@@ -15,7 +15,7 @@ from PIL import Image
 from .labels import (CLASSES, NUM_CLASSES, CLASS_INDEX, BACKGROUND, IGNORE_INDEX, PALETTE, labels_to_rgb,
                      rgb_to_labels, label2idx_json)
 from .audio import SAMPLE_RATE, clip_examples
-from .data import IMAGENET_MEAN, IMAGENET_STD, NUM_FRAMES, SEMANTIC_SUBSETS, SPLITS, fit_image
+from .data import IMAGENET_MEAN, IMAGENET_STD, NUM_FRAMES, SEMANTIC_SUBSETS, SPLITS, fit_image, truncation
 from .config import UserError
 
 # %% auto #0
@@ -650,9 +650,8 @@ def _decode_image(path:Path, out:list) -> tuple|None:
     try:
         with Image.open(path) as im:
             im.load()
-            if im.format == 'JPEG':
-                with open(path, 'rb') as f: f.seek(-2, 2); tail = f.read(2)
-                if tail != b'\xff\xd9': raise OSError('no end-of-image marker: the file is truncated')
+            cut = truncation(path, im.format)
+            if cut: raise OSError(cut)
             return im.size
     except Exception as e:
         out.append(f'{path}: cannot decode ({type(e).__name__}: {e})'); return None

@@ -98,6 +98,9 @@ def _read_prior(p:Path) -> np.ndarray:
     try:
         with Image.open(p) as im:
             im.load()
+            from avss_nb.data import truncation
+            cut = truncation(p, im.format)
+            if cut: raise OSError(cut)
             if im.mode in ('L', 'P', '1', 'I', 'I;16'): return np.asarray(im.convert('L'))
             rgb = np.asarray(im.convert('RGB'))
     except Exception as e: raise PriorFilesError(p.parent, [f'{p}: unreadable ({type(e).__name__}: {e})']) from None
