@@ -247,9 +247,11 @@ def _(tmp):
     return sem_item(root), [str(root/'label2idx.json'), '70 classes'], []
 
 
-@case('semantic metadata.csv with a UTF-8 BOM', CORRECT)
+@case('semantic metadata.csv with a UTF-8 BOM before its first column, uid', CORRECT)
 def _(tmp):
-    root, va, _ = semantic(tmp); p = root/'metadata.csv'; p.write_bytes(b'\xef\xbb\xbf' + p.read_bytes())
+    root, va, _ = semantic(tmp); p = root/'metadata.csv'
+    rows = list(csv.reader(open(p))); text = '\n'.join(','.join([r[1], r[0], *r[2:]]) for r in rows) + '\n'
+    p.write_bytes(b'\xef\xbb\xbf' + text.encode())
     return lambda: np.array_equal(AVSBenchSemantic(root, 'v2', 'val', size=None)[0]['target'].numpy(), va.target), [], []
 
 
@@ -626,6 +628,21 @@ def test_bad_input(c, tmp_path, trained):
         assert isinstance(got.exc, UserError), f"{c.name}: {type(got.exc).__name__} is not a UserError"
     for needle in needles: assert needle in got.text, f"{c.name}: {needle!r} not in {got.text[:1500]!r}"
     for path in absent: assert not Path(path).exists(), f"{c.name}: {path} should not exist"
+
+
+def test_failed_decodes_leave_no_file_open(tmp_path):
+    "A reader or validator that fails to decode a file closes it (no `ResourceWarning: unclosed file`)."
+    import gc
+    root, va, _ = semantic(tmp_path); va.frame_files[2].write_bytes(va.frame_files[2].read_bytes()[:-100])
+    toy_root = toy(tmp_path); f = toy_root/'v2'/'v2_val_00000'/'frames'/'0.jpg'; f.write_bytes(f.read_bytes()[:-100])
+    ds = AVSBenchSemantic(root, 'v2', 'val', size=None, check='none')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        with pytest.raises(AVSBenchError): ds[0]
+        assert validate_dataset(toy_root)
+        gc.collect()
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not unclosed, unclosed
 
 
 def test_catalogue_counts():
