@@ -524,8 +524,11 @@ def prepare_build_dir(root:Path, plan:BuildPlan, seed:int, size:int, media:str, 
         st = json.loads((root/'stats.json').read_text())
         prev = dict(plan=st.get('plan'), seed=st.get('seed'), size=st.get('size'), media=st.get('media'), legacy=True)
     if entries and prev is None:
+        old = set(entries) <= set(SUBSET_FRAMES) and all(p.name.startswith(f'{p.parent.name}_') for s in entries for p in (root/s).iterdir())
+        hint = (f"it looks like a FreeAVS build that an older version left unfinished: delete {root} and build again" if old
+                else "choose an empty or new folder; nothing was written")
         raise UserError(f"--out {root} is not empty ({len(entries)} entries, e.g. {sorted(entries)[:3]}) and is not a FreeAVS build "
-                        f"(no {BUILD_MARKER})", hint="choose an empty or new folder; nothing was written", path=root)
+                        f"(no {BUILD_MARKER})", hint=hint, path=root)
     same = prev is not None and all(prev.get(k) == want[k] for k in ('plan', 'seed', 'size', 'media')) and \
            ('counts' not in prev or prev['counts'] == want['counts'])
     if prev is not None and not same:

@@ -284,7 +284,7 @@ def data_identity(dataset:str,      # dataset spec
                   preset:str,       # preset name (picks the FreeAVS build)
                   settings:Settings,
                  ) -> dict:
-    "Which data a dataset spec reads now: its source, root folder and the hash of its metadata (cache key of evaluations)."
+    "Which data a spec reads now (the cache key of evaluations): AVSBench by root and metadata hash; FreeAVS by content."
     source, subsets = parse_dataset(dataset)
     if source == 'toy': return dict(source='toy')
     if source == 'avsbench-object':
@@ -295,8 +295,15 @@ def data_identity(dataset:str,      # dataset spec
         root = Path(settings.freeavs_root)/get_preset(preset).freeavs if source == 'freeavs' else Path(settings.avsbench_root)
         metas = [root/'metadata.csv', root/'AVSBench-semantic'/'metadata.csv']
     meta = next((m for m in metas if m.is_file()), None)
-    digest = hashlib.sha256(meta.read_bytes()).hexdigest()[:16] if meta else None
-    return dict(source=source, root=str(root.resolve()), metadata=digest)
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p is not None and p.is_file() else None
+    if source == 'freeavs':        # a build is a pure function of plan, seed and media (stats.json): the same anywhere
+        return dict(source=source, metadata=digest(meta), build=digest(root/'stats.json'), location=str(root.resolve()))
+    return dict(source=source, root=str(root.resolve()), metadata=digest(meta))
+
+def _same_data(a:dict, b:dict) -> bool:
+    "Whether two data identities name the same data (a FreeAVS build's location does not count)."
+    drop = lambda d: {k: v for k, v in d.items() if k != 'location'}
+    return drop(a) == drop(b)
 
 def evaluate_run(run:'RunSpec|str',            # spec or hash of a finished run
                  split:str='test',             # split to score
@@ -318,12 +325,15 @@ def evaluate_run(run:'RunSpec|str',            # spec or hash of a finished run
     data_id = data_identity(dataset or spec.dataset, spec.preset, settings)
     cached = rec.get('evaluations', {}).get(key)
     if cached is not None and not force:
-        if cached.get('data') == data_id: return cached
-        if 'data' not in cached and data_id['source'] == 'toy': return cached                # in-memory data cannot move
-        if 'data' not in cached: warnings.warn(f"run {h}: the cached evaluation {key!r} does not record which data it scored; "
-                                               f"scoring again on {data_id.get('root')}")
-        else: warnings.warn(f"run {h}: the cached evaluation {key!r} scored {cached['data'].get('root')}; the data is now "
-                            f"{data_id.get('root')} (or changed); scoring again")
+        if isinstance(cached.get('data'), dict) and _same_data(cached['data'], data_id): return cached
+        if 'data' not in cached:                                                           # written before data identities
+            if data_id['source'] != 'toy':
+                warnings.warn(f"run {h}: the cached evaluation {key!r} does not record which data it scored; returning it "
+                              f"(pass force=True / --force to score {data_id.get('root') or data_id.get('location')} again)")
+            return cached
+        where = lambda d: d.get('root') or d.get('location')
+        warnings.warn(f"run {h}: the cached evaluation {key!r} scored {where(cached['data'])}; the data is now "
+                      f"{where(data_id)} (or its metadata changed); scoring again")
     model = load_run_model(h, settings)
     ds = _datasets(spec, split, settings, prior=prior, dataset=dataset)
     cfg = TrainConfig(**{k: v for k, v in rec['train_config'].items() if k != 'betas'})

@@ -407,6 +407,31 @@ def _(tmp):
 
 
 # --------------------------------------------------------------------------------------------- settings
+@case('evaluate with a cached result that predates data identities (returned, with a warning)', WARNING)
+def _(tmp):
+    settings, spec, _ = fake_run(tmp, dataset='avsbench:v2')
+    rec = load_record(spec, settings); rec['evaluations'] = {'avsbench:v2|test|none': dict(miou=0.25)}
+    from avss_nb.runs import write_record
+    write_record(rec, settings)
+    def run(): assert evaluate_run(spec, 'test', settings=settings)['miou'] == 0.25
+    return run, [spec.key(), "'avsbench:v2|test|none'", '--force'], []
+
+
+@case('evaluate with a cached result of a FreeAVS build whose content changed', WARNING)
+def _(tmp):
+    settings, spec, _ = fake_run(tmp, dataset='freeavs:v1s')
+    from avss_nb.runs import write_record, data_identity
+    build = Path(settings.freeavs_root)/'smoke'; make_toy_dataset(build, 1, size=32)
+    old = data_identity('freeavs:v1s', 'smoke', settings)
+    rec = load_record(spec, settings); rec['evaluations'] = {'freeavs:v1s|test|none': dict(miou=0.25, data=old)}
+    write_record(rec, settings)
+    make_toy_dataset(build, 2, size=32, overwrite=True)                         # another build at the same place
+    def run():                                                                   # scored again, on the new build
+        out = evaluate_run(spec, 'test', settings=settings)
+        assert out['data'] == data_identity('freeavs:v1s', 'smoke', settings) != old and out['miou'] != 0.25
+    return run, [spec.key(), 'scoring again'], []
+
+
 @case('settings.ini with a misnamed section', ERROR, SettingsError)
 def _(tmp):
     p = ini(tmp, '[avss-nb]\nworkers = 2\n'); return lambda: get_settings(p, env={}), [str(p), '[avss-nb]', 'avss_nb'], []
