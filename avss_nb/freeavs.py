@@ -524,7 +524,8 @@ def prepare_build_dir(root:Path, plan:BuildPlan, seed:int, size:int, media:str, 
         st = json.loads((root/'stats.json').read_text())
         prev = dict(plan=st.get('plan'), seed=st.get('seed'), size=st.get('size'), media=st.get('media'), legacy=True)
     if entries and prev is None:
-        old = set(entries) <= set(SUBSET_FRAMES) and all(p.name.startswith(f'{p.parent.name}_') for s in entries for p in (root/s).iterdir())
+        old = set(entries) <= set(SUBSET_FRAMES) and all((root/s).is_dir() for s in entries) and \
+              all(p.name.startswith(f'{s}_') for s in entries for p in (root/s).iterdir())
         hint = (f"it looks like a FreeAVS build that an older version left unfinished: delete {root} and build again" if old
                 else "choose an empty or new folder; nothing was written")
         raise UserError(f"--out {root} is not empty ({len(entries)} entries, e.g. {sorted(entries)[:3]}) and is not a FreeAVS build "

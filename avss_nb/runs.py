@@ -30,11 +30,11 @@ def parse_dataset(spec:str) -> tuple[str, list[str]]:
     "(source, subsets) of a dataset spec."
     from avss_nb.data import SEMANTIC_SUBSETS, OBJECT_SUBSETS
     source, _, subs = spec.partition(':')
-    if source not in DATASET_SOURCES: raise ValueError(f"dataset source must be one of {DATASET_SOURCES}, got {source!r} in {spec!r}")
+    if source not in DATASET_SOURCES: raise SettingsError(f"dataset source must be one of {DATASET_SOURCES}, got {source!r} in {spec!r}")
     allowed = OBJECT_SUBSETS if source == 'avsbench-object' else SEMANTIC_SUBSETS
     subsets = [s for s in subs.split('+') if s] if subs else ([allowed[0]] if source == 'avsbench-object' else list(allowed))
     bad = [s for s in subsets if s not in allowed]
-    if bad: raise ValueError(f"subset(s) {bad} not in {allowed} for {source!r}")
+    if bad: raise SettingsError(f"subset(s) {bad} not in {allowed} for {source!r}")
     return source, subsets
 
 def build_dataset(spec:str,          # dataset spec, e.g. 'toy:v1s+v2'
@@ -118,12 +118,12 @@ class RunSpec:
         set_('priors', _prior_switches(self.priors))
         set_('train_prior', str(PriorSource.parse(self.train_prior))); set_('eval_prior', str(PriorSource.parse(self.eval_prior)))
         set_('seed', int(self.seed))
-        if self.task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        if self.schedule not in SCHEDULES: raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.task not in TASKS: raise SettingsError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.schedule not in SCHEDULES: raise SettingsError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         parse_dataset(self.dataset)
         get_preset(self.preset)
         if self.priors != 'none' and 'none' in (self.train_prior, self.eval_prior):
-            raise ValueError(f"priors={self.priors!r} needs a train_prior and an eval_prior (e.g. 'gt' and 'run:<hash>')")
+            raise SettingsError(f"priors={self.priors!r} needs a train_prior and an eval_prior (e.g. 'gt' and 'run:<hash>')")
         _check_train_overrides(self.train)
 
     def to_dict(self) -> dict:

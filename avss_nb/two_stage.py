@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from .robust_keys import prior_from_target
 from .train import atomic_write, to_device, unwrap, autocast, default_collate_fn, barrier
-from .config import UserError
+from .config import UserError, SettingsError
 
 # %% auto #0
 __all__ = ['PRIOR_KINDS', 'DEGRADED_LEVELS', 'PriorSource', 'VideoKey', 'video_keys', 'PriorFilesError', 'prior_path', 'PriorDir',
@@ -44,14 +44,14 @@ class PriorSource:
         if spec == 'oracle': return cls('gt')
         kind, sep, arg = spec.partition(':')
         if sep and kind in ('run', 'dir', 'degraded'):
-            if not arg: raise ValueError(f"prior source {spec!r} needs a value after ':'")
+            if not arg: raise SettingsError(f"prior source {spec!r} needs a value after ':'")
             if kind == 'degraded' and arg not in DEGRADED_LEVELS:
                 try: level = float(arg)
                 except ValueError: level = -1
-                if not 0 < level < 1: raise ValueError(f"degraded level must be {sorted(DEGRADED_LEVELS)} or a target mIoU in (0, 1), got {arg!r}")
+                if not 0 < level < 1: raise SettingsError(f"degraded level must be {sorted(DEGRADED_LEVELS)} or a target mIoU in (0, 1), got {arg!r}")
             return cls(kind, arg)
         if '/' in spec or Path(spec).is_dir(): return cls('dir', spec)
-        raise ValueError(f"unknown prior source {spec!r}; use 'gt', 'run:<hash>', 'dir:<path>', 'degraded:low|high|<miou>' or 'none'")
+        raise SettingsError(f"unknown prior source {spec!r}; use 'gt', 'run:<hash>', 'dir:<path>', 'degraded:low|high|<miou>' or 'none'")
 
     def __str__(self): return self.kind if not self.arg else f'{self.kind}:{self.arg}'
 
@@ -126,6 +126,10 @@ class PriorDir:
         "Every problem with the files `keys` need ([] when all are there, decode, are grayscale and of one size)."
         problems, sizes = [], {}
         if not self.root.is_dir(): return [f'{self.root}: folder does not exist']
+        seen = {}
+        for k in keys:                                                 # two videos of one name would read one folder
+            if (k.subset, k.id) in seen: problems.append(f'{self.root/k.subset/k.id}: video {k.id} ({k.subset}) appears twice in the dataset')
+            seen[(k.subset, k.id)] = True
         for k in tqdm(keys, desc=f'check priors {self.root.name}', disable=not progress, leave=False):
             folder = self.root/k.subset/k.id
             if not folder.is_dir(): problems.append(f'{folder}: missing (video {k.id}, {k.frames} frames)'); continue

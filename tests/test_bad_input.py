@@ -482,6 +482,21 @@ def _(tmp):
     return lambda: cli('settings', env={'AVSS_WORKERS': 'two'}), ['AVSS_WORKERS', "'two'"], []
 
 
+@case('avss-nb train --dataset freeavs:v3 (one line, exit 2)', REPORTED)
+def _(tmp):
+    return lambda: cli('--runs-dir', str(tmp/'runs'), 'train', '--dataset', 'freeavs:v3'), ["'v3'", 'freeavs'], [tmp/'runs']
+
+
+@case('avss-nb train --eval-prior degraded:2 (one line, exit 2)', REPORTED)
+def _(tmp):
+    return lambda: cli('--runs-dir', str(tmp/'runs'), 'train', '--eval-prior', 'degraded:2'), ["'2'", 'degraded level'], [tmp/'runs']
+
+
+@case('avss-nb train --preset tiny (one line, exit 2)', REPORTED)
+def _(tmp):
+    return lambda: cli('--runs-dir', str(tmp/'runs'), 'train', '--preset', 'tiny'), ["unknown preset 'tiny'"], [tmp/'runs']
+
+
 # --------------------------------------------------------------------------------------------- checkpoints
 @case('truncated best.safetensors', ERROR, CheckpointError)
 def _(tmp):
@@ -600,6 +615,12 @@ def _(tmp):
     for i in range(3): write_prior_png(prior_path(d, 'v1s', 'a', i), torch.rand(8, 8))
     p = prior_path(d, 'v1s', 'a', 2); p.write_bytes(p.read_bytes()[:-25])
     return lambda: Report('\n'.join(PriorDir(d).check([VideoKey('v1s', 'a', 3, 8)]))), [str(p)], []
+
+
+@case('PriorDir.check: two videos of one name in the dataset', REPORTED)
+def _(tmp):
+    d = tmp/'priors'; write_prior_png(prior_path(d, 'v1s', 'a', 0), torch.rand(8, 8))
+    return lambda: Report('\n'.join(PriorDir(d).check([VideoKey('v1s', 'a', 1, 8)] * 2))), [str(d/'v1s'/'a'), 'appears twice'], []
 
 
 @case('data check: every problem of an AVSBench copy in one pass', REPORTED)
