@@ -239,7 +239,7 @@ def load_weights(module:nn.Module, path:str|Path, strict:bool=True,
     own = module.state_dict()
     shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items() if k in own and v.shape != own[k].shape]
     missing = [k for k in own if k not in sd] if strict and skip is None else []
-    extra = [k for k in sd if k not in own] if strict else []
+    extra = [k for k in sd if k not in own] if strict and skip is None else []
     if shapes or missing or extra:
         parts = [f"{len(x)} {what} (e.g. {', '.join(x[:3])})" for x, what in ((shapes, 'shape mismatch(es)'), (missing, 'missing key(s)'), (extra, 'unexpected key(s)')) if x]
         raise CheckpointError(f"{path}: does not fit {type(module).__name__}: " + '; '.join(parts), path=path,
