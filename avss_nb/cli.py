@@ -6,9 +6,9 @@ Docs: https://avss-nb.github.io/avss_nb/cli.html.md"""
 
 # %% ../nbs/16_cli.ipynb #a041a098
 from __future__ import annotations
-import argparse, importlib, importlib.util, json, sys
+import argparse, importlib, importlib.util, json, os, sys
 from dataclasses import fields
-from .config import get_settings, Settings, PRESETS
+from .config import get_settings, Settings, PRESETS, UserError
 
 # %% auto #0
 __all__ = ['CLI_MODULES', 'CLI', 'build_parser', 'main']
@@ -61,6 +61,7 @@ def build_parser(modules:list[str]|None=None, # modules to collect `add_cli` fro
         if f.name == 'root': continue
         parser.add_argument('--' + f.name.replace('_', '-'), dest=f'setting_{f.name}', default=None,
                             help=f"override settings.ini / AVSS_{f.name.upper()}")
+    parser.add_argument('--debug', action='store_true', help='show the traceback of a user error (or set AVSS_DEBUG=1)')
     cli = CLI(parser)
     cli.command('settings', 'Show the resolved settings (settings.ini < AVSS_* environment < options).', _show_settings)
     cli.command('presets', 'Show the experiment presets.', _show_presets)
@@ -73,14 +74,20 @@ def build_parser(modules:list[str]|None=None, # modules to collect `add_cli` fro
 # %% ../nbs/16_cli.ipynb #3f74f114
 def main(argv:list[str]|None=None, # arguments; default sys.argv[1:]
         ) -> int:
-    "Run `avss-nb`."
+    "Run `avss-nb`; a `UserError` prints one line and returns 2 (its traceback with --debug or AVSS_DEBUG=1)."
     parser = build_parser()
     args = parser.parse_args(argv)
     overrides = {k[len('setting_'):]: v for k, v in vars(args).items() if k.startswith('setting_')}
-    args.settings = get_settings(**overrides)
-    if not getattr(args, 'func', None):
-        parser.print_help(); return 0
-    result = args.func(args)
+    debug = args.debug or os.environ.get('AVSS_DEBUG', '') not in ('', '0')
+    try:
+        args.settings = get_settings(**overrides)
+        if not getattr(args, 'func', None):
+            parser.print_help(); return 0
+        result = args.func(args)
+    except UserError as e:
+        if debug: raise
+        print(f"avss-nb: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     return result if isinstance(result, int) else 0
 
 # %% ../nbs/16_cli.ipynb #2d3cb818

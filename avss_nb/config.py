@@ -11,8 +11,38 @@ from dataclasses import dataclass, field, replace, asdict, fields
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SETTINGS_FILE', 'PRESETS', 'project_root', 'Settings', 'get_settings', 'resolve_device', 'Preset', 'register_preset',
-           'get_preset']
+__all__ = ['SETTINGS_FILE', 'PRESETS', 'UserError', 'SettingsError', 'CheckpointError', 'RunLockedError', 'MissingFileError',
+           'nearest', 'project_root', 'Settings', 'get_settings', 'resolve_device', 'Preset', 'PresetError',
+           'register_preset', 'get_preset']
+
+# %% ../nbs/00_config.ipynb #0bb75dbb
+class UserError(Exception):
+    "Bad input or a fault the user can fix: the message names the file, video or key, what is wrong and what to do."
+    def __init__(self, message:str,       # what is wrong, naming the file / video / key
+                 hint:str|None=None,      # what to do about it
+                 path=None,               # the file or folder at fault
+                 key:str|None=None):      # the setting, field or video at fault
+        self.path, self.key, self.hint = (str(path) if path is not None else None), key, hint
+        super().__init__(message + (f" ({hint})" if hint else ''))
+
+class SettingsError(UserError, ValueError):
+    "A setting (settings.ini key, AVSS_* variable, option, override) with an unknown name or a bad value."
+
+class CheckpointError(UserError):
+    "A checkpoint, run record or other saved file that cannot be read as what it should be."
+
+class RunLockedError(UserError):
+    "Another live process holds the run's lock."
+
+class MissingFileError(UserError, FileNotFoundError):
+    "A file the input needs is not there (still a `FileNotFoundError`)."
+
+def nearest(name:str, known, # the names it may have meant
+           ) -> str:
+    "' (did you mean X?)' for the closest of `known`, or ''."
+    import difflib
+    m = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.5)
+    return f" (did you mean {m[0]!r}?)" if m else ""
 
 # %% ../nbs/00_config.ipynb #f39b471e
 SETTINGS_FILE = 'settings.ini'
@@ -50,12 +80,23 @@ class Settings:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 # %% ../nbs/00_config.ipynb #5b9c4095
-def _coerce(name, value):
-    "Turn a string setting into the type its `Settings` field declares."
+import re
+_DEVICE_RE = re.compile(r'auto|cpu|mps|cuda(:\d+)?')
+
+def _coerce(name, value, source:str='', # where the value came from, e.g. "settings.ini [avss_nb]" or "environment AVSS_SEED"
+           ):
+    "Turn a string setting into the type its `Settings` field declares; `SettingsError` naming `source` if it cannot."
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if value is None: return None
-    if kind in ('int', int): return int(value)
-    return value
+    where = f"{source}: {name} = {value!r}" if source else f"{name} = {value!r}"
+    if kind in ('int', int):
+        try: value = int(str(value).strip())
+        except ValueError: raise SettingsError(f"{where} is not a whole number", hint=f"e.g. {name} = {getattr(Settings, name, 0)}", key=name) from None
+        if name == 'workers' and value < 0: raise SettingsError(f"{where} is negative", hint="use 0 (load in the main process) or more workers", key=name)
+        return value
+    if name == 'device' and not _DEVICE_RE.fullmatch(str(value).strip()):
+        raise SettingsError(f"{where} is not a device", hint="use auto, cpu, cuda, cuda:N or mps", key=name)
+    return value.strip() if isinstance(value, str) else value
 
 def get_settings(path:str|Path|None=None, # settings.ini to read; default the project root's
                  env:dict|None=None,      # environment to read AVSS_<KEY> overrides from; default os.environ
@@ -65,15 +106,24 @@ def get_settings(path:str|Path|None=None, # settings.ini to read; default the pr
     path = Path(path) if path else project_root()/SETTINGS_FILE
     root = path.parent.resolve()
     parser = configparser.ConfigParser()
-    if path.is_file(): parser.read(path)
-    values = dict(parser['avss_nb']) if parser.has_section('avss_nb') else {}
-    env = os.environ if env is None else env
     names = [f.name for f in fields(Settings) if f.name != 'root']
+    if path.is_file():
+        try: parser.read(path)
+        except configparser.Error as e: raise SettingsError(f"{path}: not an ini file ({type(e).__name__}: {e})".replace('\n', ' '), path=path) from None
+        extra = [s for s in parser.sections() if s != 'avss_nb']
+        if extra: raise SettingsError(f"{path}: unknown section [{extra[0]}]{nearest(extra[0], ['avss_nb'])}",
+                                      hint="the settings live in the section [avss_nb]", path=path, key=extra[0])
+        bad = [k for k in (parser['avss_nb'] if parser.has_section('avss_nb') else {}) if k not in names]
+        if bad: raise SettingsError(f"{path}: unknown key {bad[0]!r} in [avss_nb]{nearest(bad[0], names)}",
+                                    hint=f"known keys: {', '.join(names)}", path=path, key=bad[0])
+    values = dict(parser['avss_nb']) if parser.has_section('avss_nb') else {}
+    source = {k: f"{path} [avss_nb]" for k in values}
+    env = os.environ if env is None else env
     unknown = set(overrides) - set(names)
     if unknown: raise TypeError(f"Unknown settings {sorted(unknown)}; known: {names}")
     for name in names:
-        if f'AVSS_{name.upper()}' in env: values[name] = env[f'AVSS_{name.upper()}']
-        if overrides.get(name) is not None: values[name] = overrides[name]
+        if f'AVSS_{name.upper()}' in env: values[name], source[name] = env[f'AVSS_{name.upper()}'], f"environment variable AVSS_{name.upper()}"
+        if overrides.get(name) is not None: values[name], source[name] = overrides[name], f"option --{name.replace('_', '-')}"
     defaults = dict(data_root='data', avsbench_root='data/avsbench', freeavs_root='data/freeavs',
                     freeavs_pack='data/freeavs_pack', results_dir='results', runs_dir='results/runs')
     kw = {}
@@ -81,7 +131,7 @@ def get_settings(path:str|Path|None=None, # settings.ini to read; default the pr
         value = values.get(name, defaults.get(name))
         if value is None: continue
         if name in _PATH_KEYS: value = (root/Path(os.path.expanduser(str(value)))).resolve()
-        else: value = _coerce(name, value)
+        else: value = _coerce(name, value, source.get(name, ''))
         kw[name] = value
     return Settings(root=root, **kw)
 
@@ -92,8 +142,9 @@ def resolve_device(name:str='auto', # 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'
     import torch
     if name == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if name.startswith('cuda') and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but torch sees no CUDA device")
-    return torch.device(name)
+        raise SettingsError(f"device {name!r} was asked for but torch sees no CUDA device", hint="set device = cpu or auto", key='device')
+    try: return torch.device(name)
+    except RuntimeError as e: raise SettingsError(f"device {name!r} is not a device torch knows ({e})", hint="use auto, cpu, cuda, cuda:N or mps", key='device') from None
 
 # %% ../nbs/00_config.ipynb #f7f109b5
 @dataclass(frozen=True)
@@ -155,6 +206,10 @@ PRESETS: dict[str, Preset] = {
                     pretrained=True, grad_clip_semantic=0.0, drop_path_rate=0.3, audio_encoder='vggish'),
 }
 
+class PresetError(UserError, KeyError):
+    "A preset name that is not registered."
+    __str__ = Exception.__str__
+
 def register_preset(preset:Preset, # the preset to add; its name must be new unless `replace_existing`
                     replace_existing:bool=False):
     "Add `preset` to `PRESETS`."
@@ -167,5 +222,5 @@ def get_preset(name:str|Preset, # a preset name ('smoke', 'quick', 'full', 'pape
     "The preset called `name`, with `overrides` applied."
     if isinstance(name, Preset): base = name
     elif name in PRESETS: base = PRESETS[name]
-    else: raise KeyError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
+    else: raise PresetError(f"unknown preset {name!r}{nearest(name, PRESETS)}; known: {sorted(PRESETS)}", key=str(name))
     return replace(base, **overrides) if overrides else base

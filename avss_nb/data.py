@@ -13,13 +13,15 @@ import numpy as np
 import torch
 from PIL import Image
 from .audio import clip_examples, pad_examples, EXAMPLE_FRAMES, NUM_MEL_BINS
-from .labels import rgb_to_labels, NUM_CLASSES, IGNORE_INDEX
+from .labels import rgb_to_labels, NUM_CLASSES, IGNORE_INDEX, label2idx_json
+from .config import UserError
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'OBJECT_SUBSETS', 'SEMANTIC_SUBSETS', 'SPLITS', 'NUM_FRAMES', 'OBJECT_DIRS',
            'TRAIN_FRAMES', 'EMPTY_V1M', 'AVSBenchError', 'TensorUnpickler', 'load_log_mel_pkl', 'fit_image',
-           'VideoRecord', 'load_video', 'AVSBenchDataset', 'AVSBenchObject', 'AVSBenchSemantic', 'collate_items',
-           'select_train_frames', 'skip_empty_v1m', 'TrainProtocol', 'bench_loader', 'add_cli']
+           'VideoRecord', 'truncation', 'load_video', 'AVSBenchDataset', 'AVSBenchObject', 'AVSBenchSemantic',
+           'collate_items', 'select_train_frames', 'skip_empty_v1m', 'TrainProtocol', 'bench_loader', 'add_cli',
+           'check_avsbench', 'add_check_cli']
 
 # %% ../nbs/02_data.ipynb #38ddf9c2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -32,12 +34,12 @@ OBJECT_DIRS = {'s4': ('Single-source', 's4_meta_data.csv', 's4_data'),
                'ms3': ('Multi-sources', 'ms3_meta_data.csv', 'ms3_data')}
 
 # %% ../nbs/02_data.ipynb #cb859ea6
-class AVSBenchError(ValueError):
+class AVSBenchError(UserError, ValueError):
     "A bad AVSBench input: the message names the file, the video and what is wrong."
     def __init__(self, path, problem:str, video:str|None=None, subset:str|None=None):
         self.path, self.problem, self.video, self.subset = str(path), problem, video, subset
         where = f" (video {video}, subset {subset})" if video is not None else ''
-        super().__init__(f"{path}: {problem}{where}")
+        super().__init__(f"{path}: {problem}{where}", path=path, key=video)
 
     def as_dict(self) -> dict:
         "JSON-friendly form for problem reports."
@@ -119,13 +121,28 @@ class VideoRecord:
     def files(self) -> list: return [*self.frames, *(m for m in self.masks if m is not None), self.audio]
 
 # %% ../nbs/02_data.ipynb #3df99ab4
+_END_MARKERS = {'JPEG': b'\xff\xd9', 'PNG': b'IEND'}
+
+def truncation(path, fmt:str|None) -> str|None:
+    "Why a JPEG or PNG file is cut short (no end marker in its last bytes; PIL decodes some such files without a word), or None."
+    marker = _END_MARKERS.get(fmt)
+    if marker is None: return None
+    with open(path, 'rb') as f:
+        f.seek(0, 2); f.seek(max(0, f.tell() - 32)); tail = f.read()
+    return None if marker in tail else f'truncated: no {fmt} end marker'
+
 def _open_image(path, rec:VideoRecord, mode:str) -> Image.Image:
     "Open and decode an image, raising AVSBenchError naming file and video."
+    img = None
     try:
         img = Image.open(path); img.load()
+        cut = truncation(path, img.format)
+        if cut: raise OSError(cut)
         return img.convert(mode) if mode and img.mode != mode else img
     except FileNotFoundError: raise AVSBenchError(path, 'file not found', rec.id, rec.subset) from None
-    except Exception as e: raise AVSBenchError(path, f'cannot read image ({type(e).__name__}: {e})', rec.id, rec.subset) from None
+    except Exception as e:
+        if img is not None: img.close()                                   # do not leak the handle of a file that failed
+        raise AVSBenchError(path, f'cannot read image ({type(e).__name__}: {e})', rec.id, rec.subset) from None
 
 _MEAN32, _STD32 = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
 
@@ -141,7 +158,16 @@ def _mask_labels(path, rec:VideoRecord) -> np.ndarray:
         try: return rgb_to_labels(np.asarray(_open_image(path, rec, 'RGB')), source=str(path))
         except ValueError as e: raise AVSBenchError(path, str(e).removeprefix(f"{path}: "), rec.id, rec.subset) from None
     img = _open_image(path, rec, None)
-    if rec.mask_format == 'gray': return (np.asarray(img.convert('L')) >= 128).astype(np.int64)
+    if rec.mask_format == 'gray':
+        if img.mode in ('RGB', 'RGBA', 'P'):
+            rgb = np.asarray(img.convert('RGB'))
+            if (rgb != rgb[..., :1]).any():
+                raise AVSBenchError(path, f'S4 mask is in colour (mode {img.mode}); expected a grayscale 0/255 mask', rec.id, rec.subset)
+        gray = np.asarray(img.convert('L'))
+        if gray.max(initial=0) == 1:                                      # saved as 0/1 instead of 0/255
+            warnings.warn(f"{path}: S4 mask holds 0/1 values, not 0/255; read 1 as foreground (video {rec.id})")
+            return (gray > 0).astype(np.int64)
+        return (gray >= 128).astype(np.int64)
     if img.mode not in ('L', 'P', '1', 'I', 'I;16'): img = img.convert('L')
     labels = np.asarray(img).astype(np.int64)
     if rec.mask_format == 'index': return (labels > 0).astype(np.int64)
@@ -161,11 +187,14 @@ def _read_audio(rec:VideoRecord, T:int, min_audio_examples:int) -> torch.Tensor:
             raise AVSBenchError(path, f'log-mel shape {tuple(log_mel.shape)}, expected [{T},1,96,64]', rec.id, rec.subset)
         if log_mel.shape[0] < T:
             raise AVSBenchError(path, f'audio shorter than expected: {log_mel.shape[0]} examples for {T} frames', rec.id, rec.subset)
+        if not torch.isfinite(log_mel[:T]).all():
+            raise AVSBenchError(path, f'log-mel holds {int((~torch.isfinite(log_mel[:T])).sum())} NaN/inf value(s)', rec.id, rec.subset)
         return log_mel[:T].contiguous()
     try:
         import soundfile
         wav, sr = soundfile.read(str(path), dtype='float32', always_2d=True)   # [samples, channels], int16 -> /32768
     except Exception as e: raise AVSBenchError(path, f'cannot read audio ({type(e).__name__}: {e})', rec.id, rec.subset) from None
+    if not np.isfinite(wav).all(): raise AVSBenchError(path, f'audio holds {int((~np.isfinite(wav)).sum())} NaN/inf sample(s)', rec.id, rec.subset)
     try: return clip_examples(torch.from_numpy(wav.T.copy()), sr, T, min_examples=min_audio_examples)
     except ValueError as e: raise AVSBenchError(path, f'audio shorter than expected: {e} ({wav.shape[0]/sr:.2f} s)', rec.id, rec.subset) from None
 
@@ -178,6 +207,9 @@ def load_video(rec:VideoRecord,            # the video to load
     "One item (frames, target, has_gt, audio, id, subset, category) from a `VideoRecord`."
     T = len(rec.frames)
     images = [_open_image(p, rec, 'RGB') for p in rec.frames]
+    for p, im in zip(rec.frames, images):                              # one size per video: never resize one frame silently
+        if im.size != images[0].size:
+            raise AVSBenchError(p, f'frame is {im.size[0]}x{im.size[1]}, the video\'s first frame {images[0].size[0]}x{images[0].size[1]}', rec.id, rec.subset)
     out_size = size if size is not None else images[0].size            # (w,h) of the first frame
     frames = _frames_tensor([fit_image(im, out_size, train_transform) for im in images])   # [T,3,S,S]
     h, w = frames.shape[-2:]
@@ -185,6 +217,8 @@ def load_video(rec:VideoRecord,            # the video to load
     for t, mask_path in enumerate(rec.masks):
         if mask_path is None: continue
         labels = _mask_labels(mask_path, rec)
+        if labels.shape[::-1] != images[0].size:                        # a label map is never stretched onto its frame
+            raise AVSBenchError(mask_path, f'label map is {labels.shape[1]}x{labels.shape[0]}, its frame {images[0].size[0]}x{images[0].size[1]}', rec.id, rec.subset)
         target[t] = np.asarray(fit_image(Image.fromarray(labels.astype(np.uint8)), out_size, train_transform, nearest=True))
     if binary: target = np.where(target == IGNORE_INDEX, target, (target > 0).astype(np.int64))
     target = torch.from_numpy(target)
@@ -202,8 +236,9 @@ class AVSBenchDataset(torch.utils.data.Dataset):
         if check not in ('none', 'files', 'decode'): raise ValueError(f"check must be 'none', 'files' or 'decode', got {check!r}")
         self.size, self.train_transform, self.binary, self.transform = size, train_transform, binary, transform
         self.min_audio_examples, self.problems, self.report_path = min_audio_examples, [], None
+        self.problems += [p.as_dict() for p in getattr(self, '_meta_problems', [])]   # bad metadata rows ('report' only)
         good = []
-        for rec in records:
+        for rec in _progress(records, self.name):
             problem = self._check(rec, check)
             if problem is None: good.append(rec); continue
             if on_error == 'raise': raise problem
@@ -259,10 +294,25 @@ def _read_csv(path:Path) -> tuple[list, list]:
     "(header, rows) of a CSV, errors naming the file."
     if not path.is_file(): raise AVSBenchError(path, 'metadata CSV not found')
     try:
-        with open(path, newline='') as f: rows = [r for r in csv.reader(f) if r]
+        with open(path, newline='', encoding='utf-8-sig') as f: rows = [r for r in csv.reader(f) if r]   # a BOM is not part of a name
     except Exception as e: raise AVSBenchError(path, f'cannot read CSV ({type(e).__name__}: {e})') from None
     if not rows: raise AVSBenchError(path, 'empty CSV')
     return [h.strip() for h in rows[0]], rows[1:]
+
+def _meta_row_problems(path:Path, rows:list, on_error:str) -> list:
+    "Raise one AVSBenchError listing every bad metadata row (`rows`: [(row number, problem)]), or return them for 'report'."
+    if not rows: return []
+    if on_error == 'raise':
+        shown = '; '.join(f'row {i}: {p}' for i, p in rows[:10]) + (f'; ... and {len(rows) - 10} more' if len(rows) > 10 else '')
+        raise AVSBenchError(path, f'{len(rows)} bad metadata row(s): {shown}')
+    return [AVSBenchError(path, f'row {i}: {p}') for i, p in rows]
+
+def _progress(records:list, name:str):
+    "`records`, under a tqdm bar while `avss-nb data check` runs."
+    if not _PROGRESS: return records
+    from tqdm.auto import tqdm
+    return tqdm(records, desc=f'check {name}', leave=False)
+_PROGRESS = False
 
 def _check_split(split):
     if split not in SPLITS: raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -300,13 +350,21 @@ class AVSBenchObject(AVSBenchDataset):
         if len(header) < need:
             raise AVSBenchError(base/csv_name, f"needs {need} columns ({'name, start, category, split' if subset == 's4' else 'name, split'}), has {len(header)}")
         data, T = base/data_name, NUM_FRAMES[subset]
-        records = []
+        low = [h.lower() for h in header]                              # named columns win over positions
+        name_col = next((low.index(c) for c in ('name', 'video_id', 'vid', 'uid', 'video_name') if c in low), 0)
+        split_col = low.index('split') if 'split' in low else (3 if subset == 's4' else 1)
+        cat_col = low.index('category') if 'category' in low else 2
+        need = max(need, name_col + 1, split_col + 1, cat_col + 1 if subset == 's4' else 0)
+        records, bad, seen = [], [], {}
         for i, row in enumerate(rows):
             if len(row) < need: raise AVSBenchError(base/csv_name, f'row {i + 2} has {len(row)} columns, needs {need}')
-            name = row[0].strip()
-            if (row[3] if subset == 's4' else row[1]).strip() != split: continue
+            name, row_split = row[name_col].strip(), row[split_col].strip()
+            if row_split not in SPLITS: bad.append((i + 2, f"video {name}: unknown split {row_split!r} (one of {SPLITS})")); continue
+            if name in seen: bad.append((i + 2, f"video {name} appears again (first in row {seen[name]})")); continue
+            seen[name] = i + 2
+            if row_split != split: continue
             if subset == 's4':
-                category = row[2].strip()
+                category = row[cat_col].strip()
                 fdir, mdir = data/'visual_frames'/split/category/name, data/'gt_masks'/split/category/name
                 frames = [fdir/f"{name}_{t + 1}.png" for t in range(T)]
                 audio = data/'audio_log_mel'/split/category/f"{name}.pkl"
@@ -318,6 +376,7 @@ class AVSBenchObject(AVSBenchDataset):
                 n_gt, fmt = T, 'index'
             masks = [mdir/f"{name}_{t + 1}.png" if t < n_gt else None for t in range(T)]
             records.append(VideoRecord(name, subset, split, category, frames, masks, audio, fmt))
+        self._meta_problems = _meta_row_problems(base/csv_name, bad, on_error)
         if not records: raise AVSBenchError(base/csv_name, f"empty split: no {subset} videos with split '{split}'")
         self._setup(records, size, train_transform, False, transform, on_error, check, report_path, None)
 
@@ -361,16 +420,30 @@ class AVSBenchSemantic(AVSBenchDataset):
         missing = [c for c in ('uid', 'label', 'split') if c not in header]
         if missing: raise AVSBenchError(base/'metadata.csv', f"missing column(s) {missing}; has {header}")
         col = {c: header.index(c) for c in ('uid', 'label', 'split')}
-        records = []
+        l2i = base/'label2idx.json'
+        if l2i.is_file():                                              # the class order the label ids mean
+            try: got = json.loads(l2i.read_text(encoding='utf-8-sig'))
+            except ValueError as e: raise AVSBenchError(l2i, f'not valid JSON ({e})') from None
+            want = label2idx_json()
+            if got != want and got != {k: v - 1 for k, v in want.items()}:
+                diff = [k for k in want if got.get(k) != want[k]][:3] if isinstance(got, dict) else []
+                raise AVSBenchError(l2i, f"{len(got) if isinstance(got, dict) else '?'} classes in another order or naming than the "
+                                         f"71-class AVSBench map this reader uses (e.g. {diff})")
+        records, bad, seen = [], [], {}
         for i, row in enumerate(rows):
             if len(row) <= max(col.values()): raise AVSBenchError(base/'metadata.csv', f'row {i + 2} has {len(row)} columns, needs {max(col.values()) + 1}')
             uid, label, row_split = row[col['uid']].strip(), row[col['label']].strip(), row[col['split']].strip()
+            if label not in SEMANTIC_SUBSETS or row_split not in SPLITS:
+                bad.append((i + 2, f"video {uid}: unknown subset/split {label!r}/{row_split!r} (subsets {SEMANTIC_SUBSETS}, splits {SPLITS})")); continue
+            if (label, uid) in seen: bad.append((i + 2, f"video {uid} appears again (first in row {seen[(label, uid)]})")); continue
+            seen[(label, uid)] = i + 2
             if label not in subsets or row_split != split: continue
             T, vdir = NUM_FRAMES[label], base/label/uid
             fmt, ldir = ('semantic', vdir/'labels_semantic') if (vdir/'labels_semantic').is_dir() else ('rgb', vdir/'labels_rgb')
             n_gt = 1 if (label == 'v1s' and split == 'train') else T
             records.append(VideoRecord(uid, label, split, '', [vdir/'frames'/f"{t}.jpg" for t in range(T)],
                                        [ldir/f"{t}.png" if t < n_gt else None for t in range(T)], vdir/'audio.wav', fmt))
+        self._meta_problems = _meta_row_problems(base/'metadata.csv', bad, on_error)
         if not records: raise AVSBenchError(base/'metadata.csv', f"empty split: no {'/'.join(subsets)} videos with split '{split}'")
         self._setup(records, size, train_transform, binary, transform, on_error, check, report_path, min_audio_examples)
 
@@ -503,3 +576,64 @@ def add_cli(cli):
     p.add_argument('--max-videos', type=int, default=None)
     p.add_argument('--workers', default='0,1,2', help='comma list of worker counts')
     p.add_argument('--torch-threads', type=int, default=None, help='torch threads of the main process (workers use 1)')
+    add_check_cli(cli)
+
+# %% ../nbs/02_data.ipynb #a6de444c
+def check_avsbench(root:str|Path,        # an AVSBench copy (semantic release and/or Single-source / Multi-sources)
+                   progress:bool=False,  # tqdm bars
+                  ) -> list[dict]:
+    "Every problem of an AVSBench copy, as dicts (file, video, subset, problem); [] when it is sound."
+    global _PROGRESS
+    root, found, problems = Path(root), 0, []
+    def add(d):
+        if d not in problems: problems.append(d)
+    readers = [(AVSBenchSemantic, s, dict(binary=False)) for s in SEMANTIC_SUBSETS] + [(AVSBenchObject, s, {}) for s in OBJECT_SUBSETS]
+    _PROGRESS, old = progress, _PROGRESS
+    try:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            for cls, subset, kw in readers:
+                for split in SPLITS:
+                    ds = cls.__new__(cls)                             # kept when __init__ raises: its problems stay readable
+                    try: ds.__init__(root, subset, split, size=None, on_error='report', check='decode', report_path=Path(tmp)/'r.json', **kw)
+                    except AVSBenchError as e:
+                        if 'not found (looked in' in e.problem or e.problem.startswith('empty split'): continue
+                        for p in getattr(ds, 'problems', []): add(p)
+                        if not e.problem.startswith('no usable videos'): add(e.as_dict())
+                        found += 1; continue
+                    found += 1
+                    for p in ds.problems: add(p)
+                    if cls is AVSBenchSemantic: _cross_check_labels(ds.records, add)
+            for w in caught:
+                if 'skipped' not in str(w.message): add(dict(file=None, video=None, subset=None, problem=f'warning: {w.message}'))
+    finally: _PROGRESS = old
+    if not found: raise AVSBenchError(root, 'holds no AVSBench metadata (metadata.csv, Single-source/s4_meta_data.csv or Multi-sources/ms3_meta_data.csv)')
+    return problems
+
+def _cross_check_labels(records:list, add):
+    "Report `labels_semantic` maps that disagree with the `labels_rgb` map of the same frame."
+    for rec in records:
+        for m in rec.masks:
+            if m is None or Path(m).parent.name != 'labels_semantic': continue
+            rgb_p = Path(m).parent.parent/'labels_rgb'/Path(m).name
+            if not rgb_p.is_file(): continue
+            try:
+                with Image.open(rgb_p) as im: rgb = rgb_to_labels(np.asarray(im.convert('RGB')), rgb_p)
+                with Image.open(m) as im: sem = np.asarray(im).astype(np.int64)
+            except Exception as e: add(dict(file=str(rgb_p), video=rec.id, subset=rec.subset, problem=f'cannot read ({e})')); continue
+            if sem.shape != rgb.shape or (sem != rgb).any():
+                n = int((sem != rgb).sum()) if sem.shape == rgb.shape else f'shape {sem.shape} vs {rgb.shape}'
+                add(dict(file=str(m), video=rec.id, subset=rec.subset, problem=f'disagrees with {rgb_p.name} in labels_rgb ({n} pixels)'))
+
+def _check_cli(args):
+    "CLI: list every problem of an AVSBench copy; exit 1 if there is one."
+    root = Path(args.root) if args.root else args.settings.avsbench_root
+    problems = check_avsbench(root, progress=True)
+    for p in problems: print(f"{p['file']}: {p['problem']}" + (f" (video {p['video']}, subset {p['subset']})" if p.get('video') else ''))
+    print(f"{len(problems)} problem(s) in {root}")
+    return 1 if problems else 0
+
+def add_check_cli(cli):
+    "Register `avss-nb data check`."
+    p = cli.command('data check', 'Decode every file of an AVSBench copy and list every problem in one pass.', _check_cli)
+    p.add_argument('root', nargs='?', default=None, help='dataset root (default: settings avsbench_root)')

@@ -6,7 +6,7 @@ Docs: https://avss-nb.github.io/avss_nb/freeavs.html.md"""
 
 # %% ../nbs/03_freeavs.ipynb #3d4d3594
 from __future__ import annotations
-import csv, io, json, math, os, shutil, time, wave, zlib
+import collections, csv, io, json, math, os, shutil, time, wave, zlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -15,15 +15,17 @@ from PIL import Image
 from .labels import (CLASSES, NUM_CLASSES, CLASS_INDEX, BACKGROUND, IGNORE_INDEX, PALETTE, labels_to_rgb,
                      rgb_to_labels, label2idx_json)
 from .audio import SAMPLE_RATE, clip_examples
-from .data import IMAGENET_MEAN, IMAGENET_STD, NUM_FRAMES, SEMANTIC_SUBSETS, SPLITS, fit_image
+from .data import IMAGENET_MEAN, IMAGENET_STD, NUM_FRAMES, SEMANTIC_SUBSETS, SPLITS, fit_image, truncation
 from .freeavs_media import _seed_of   # the media layer sits below the scenes
+from .config import UserError
+
 
 # %% auto #0
-__all__ = ['SUBSET_FRAMES', 'METADATA_COLUMNS', 'JPEG_QUALITY', 'TOY_CLASSES', 'TOY_DISTRACTORS', 'BUILD_PRESETS', 'gt_frames',
-           'SceneObject', 'Scene', 'sample_scene', 'ToyMedia', 'render_scene', 'frame_stats', 'summarize',
+__all__ = ['SUBSET_FRAMES', 'METADATA_COLUMNS', 'JPEG_QUALITY', 'TOY_CLASSES', 'TOY_DISTRACTORS', 'BUILD_PRESETS', 'BUILD_MARKER',
+           'gt_frames', 'SceneObject', 'Scene', 'sample_scene', 'ToyMedia', 'render_scene', 'frame_stats', 'summarize',
            'format_summary', 'jpeg_roundtrip', 'pcm16', 'video_to_item', 'SceneDataset', 'a_obj', 'ToyAVS', 'write_wav',
-           'read_wav', 'write_video', 'metadata_row', 'BuildPlan', 'plan_scenes', 'build_dataset', 'plan_dataset',
-           'make_toy_dataset', 'validate_dataset', 'add_cli']
+           'read_wav', 'write_video', 'metadata_row', 'BuildPlan', 'plan_scenes', 'prepare_build_dir', 'build_dataset',
+           'plan_dataset', 'make_toy_dataset', 'validate_dataset', 'add_cli']
 
 # %% ../nbs/03_freeavs.ipynb #1ae6fd43
 SUBSET_FRAMES = {s: NUM_FRAMES[s] for s in SEMANTIC_SUBSETS}   # frames (= seconds of audio) per video: 5, 5, 10
@@ -457,8 +459,10 @@ def write_video(root:str|Path,  # dataset root
         _palette_image(rendered['labels'][t]).convert('RGB').save(tmp/'labels_rgb'/f'{t}.png')   # == labels_to_rgb, faster
         Image.fromarray(rendered['labels'][t].astype(np.uint8), mode='L').save(tmp/'labels_semantic'/f'{t}.png')
     write_wav(tmp/'audio.wav', pcm16(rendered['audio']))
-    if final.exists(): shutil.rmtree(final)
-    os.replace(tmp, final)
+    if not final.exists(): os.replace(tmp, final); return final
+    for f in sorted(p for p in tmp.rglob('*') if p.is_file()):         # an earlier build's folder: replace our files only,
+        dest = final/f.relative_to(tmp); dest.parent.mkdir(parents=True, exist_ok=True); os.replace(f, dest)   # keep the rest
+    shutil.rmtree(tmp)                                                 # empty folders by now
     return final
 
 def _atomic_text(path:Path, text:str):
@@ -489,6 +493,69 @@ def plan_scenes(media, plan:BuildPlan, seed:int=0) -> list:
     return [sample_scene(media, sub, split, i, seed) for sub, counts in plan.counts.items()
             for split, n in zip(SPLITS, counts) for i in range(n)]
 
+BUILD_MARKER = '.freeavs-build.json'   # written first (status 'building') and last ('done'): the folder is a FreeAVS build
+_OWN_FILES = ('metadata.csv', 'label2idx.json', 'ATTRIBUTION.md', 'scenes.jsonl', 'stats.json', BUILD_MARKER)
+
+def _build_id(plan:BuildPlan, seed:int, size:int, media:str, status:str) -> dict:
+    return dict(format=1, status=status, plan=plan.name, counts={k: list(v) for k, v in plan.counts.items()}, size=size, seed=seed, media=media)
+
+def _video_files(subset:str, split:str, uid:str) -> list:
+    "Paths (relative to the root) of what `write_video` writes for one video: a function of its subset and split only."
+    v = Path(subset)/uid
+    return ([v/'frames'/f'{t}.jpg' for t in range(SUBSET_FRAMES[subset])] + [v/'audio.wav']
+            + [v/k/f'{t}.png' for t in gt_frames(subset, split) for k in ('labels_rgb', 'labels_semantic')])
+
+def _built_videos(root:Path, marker:dict|None) -> list:
+    "(subset, split, uid) of every video an earlier build wrote into `root` (from its marker, else its scenes.jsonl)."
+    if marker and 'counts' in marker:
+        return [(s, sp, f'{s}_{sp}_{i:05d}') for s, c in marker['counts'].items() for sp, k in zip(SPLITS, c) for i in range(k)]
+    out = []
+    for line in (root/'scenes.jsonl').read_text().splitlines():
+        if line.strip(): d = json.loads(line); out.append((d['subset'], d['split'], d['uid']))
+    return out
+
+def prepare_build_dir(root:Path, plan:BuildPlan, seed:int, size:int, media:str, overwrite:bool=False):
+    "Make `root` ready for a build: refuse a folder that is not a FreeAVS build (or another build without `overwrite`)."
+    want = _build_id(plan, seed, size, media, 'building')
+    marker, legacy = root/BUILD_MARKER, root/'scenes.jsonl'
+    if root.exists() and not root.is_dir(): raise UserError(f"--out {root} is a file, not a folder", path=root)
+    entries = [p.name for p in root.iterdir()] if root.is_dir() else []
+    prev = None
+    if marker.is_file():
+        try: prev = json.loads(marker.read_text())
+        except ValueError: prev = {}
+    elif entries and legacy.is_file() and (root/'stats.json').is_file() and (root/'metadata.csv').is_file():
+        st = json.loads((root/'stats.json').read_text())
+        prev = dict(plan=st.get('plan'), seed=st.get('seed'), size=st.get('size'), media=st.get('media'), legacy=True)
+    if entries and prev is None:
+        old = set(entries) <= set(SUBSET_FRAMES) and all((root/s).is_dir() for s in entries) and \
+              all(p.name.startswith(f'{s}_') for s in entries for p in (root/s).iterdir())
+        hint = (f"it looks like a FreeAVS build that an older version left unfinished: delete {root} and build again" if old
+                else "choose an empty or new folder; nothing was written")
+        raise UserError(f"--out {root} is not empty ({len(entries)} entries, e.g. {sorted(entries)[:3]}) and is not a FreeAVS build "
+                        f"(no {BUILD_MARKER})", hint=hint, path=root)
+    same = prev is not None and all(prev.get(k) == want[k] for k in ('plan', 'seed', 'size', 'media')) and \
+           ('counts' not in prev or prev['counts'] == want['counts'])
+    if prev is not None and not same:
+        what = f"plan {prev.get('plan')!r}, seed {prev.get('seed')}, {prev.get('size')} px, {prev.get('media')} media"
+        if not overwrite:
+            raise UserError(f"--out {root} holds another FreeAVS build ({what}, {prev.get('status', 'done')})",
+                            hint="pass --overwrite to replace it (only files a build wrote are touched), or choose another --out", path=root)
+        keep = {p for s, sp, u in _built_videos(root, None if prev.get('legacy') else prev) for p in _video_files(s, sp, u)} \
+               if (prev.get('counts') or legacy.is_file()) else set()
+        new = {p for s, c in plan.counts.items() for sp, k in zip(SPLITS, c) for i in range(k) for p in _video_files(s, sp, f'{s}_{sp}_{i:05d}')}
+        for rel in sorted(keep - new):                                  # the old build's videos the new plan lacks
+            (root/rel).unlink(missing_ok=True)
+            for d in (root/rel).parents:                                # and their folders, once empty
+                if d == root or any(d.iterdir()): break
+                d.rmdir()
+    root.mkdir(parents=True, exist_ok=True)
+    for sub in SUBSET_FRAMES:                                          # folders a killed build left half-written
+        for tmp in (root/sub).glob('*.tmp') if (root/sub).is_dir() else []:
+            if tmp.is_dir(): shutil.rmtree(tmp)
+    for name in _OWN_FILES: (root/f'{name}.tmp').unlink(missing_ok=True)
+    _atomic_text(marker, json.dumps(want, indent=1) + '\n')
+
 _WORKER = {}
 def _build_one(args):
     root, scene_json, size = args
@@ -504,12 +571,14 @@ def build_dataset(media,              # ToyMedia or PackMedia
                   workers:int=1,      # processes
                   size:int|None=None, # override the plan's frame side
                   verbose:bool=True,  # print progress and statistics
+                  overwrite:bool=False, # replace another FreeAVS build in `out_dir` (only files a build wrote are touched)
                  ) -> dict:
     "Write a FreeAVS dataset in the AVSBench-semantic layout; returns its statistics."
     t0 = time.time()
     plan = BUILD_PRESETS[plan] if isinstance(plan, str) else plan
     size = size or plan.size
-    root = Path(out_dir); root.mkdir(parents=True, exist_ok=True)
+    root = Path(out_dir)
+    prepare_build_dir(root, plan, seed, size, media.name, overwrite)
     scenes = plan_scenes(media, plan, seed)
     jobs = [(str(root), s.to_json(), size) for s in scenes]
     _WORKER['media'] = media
@@ -527,6 +596,7 @@ def build_dataset(media,              # ToyMedia or PackMedia
     summary = summarize(list(zip(scenes, stats)))
     summary.update(plan=plan.name, size=size, seed=seed, media=media.name, **getattr(media, 'notes', {}))
     _atomic_text(root/'stats.json', json.dumps(summary, indent=1) + '\n')
+    _atomic_text(root/BUILD_MARKER, json.dumps(_build_id(plan, seed, size, media.name, 'done'), indent=1) + '\n')
     summary['seconds'] = time.time() - t0
     if verbose: print(f"FreeAVS {plan.name} ({media.name} media, seed {seed}, {size} px) -> {root} in {summary['seconds']:.1f} s\n"
                       + format_summary(summary))
@@ -549,32 +619,50 @@ def make_toy_dataset(out_dir:str|Path,       # dataset root
                      size:int=64,            # frame side
                      seed:int=0,             # scene seed
                      verbose:bool=False,
+                     overwrite:bool=False,   # replace another FreeAVS build in `out_dir`
                     ) -> dict:
     "Write a toy FreeAVS dataset (shapes and tones) in the AVSBench-semantic layout; returns its statistics."
     n = n_videos if isinstance(n_videos, dict) else {s: n_videos for s in SUBSET_FRAMES}
     plan = BuildPlan('toy', {s: (n[s], max(1, n[s] // 2), max(1, n[s] // 2)) for s in n}, size)
-    return build_dataset(ToyMedia(), out_dir, plan, seed, workers=1, verbose=verbose)
+    return build_dataset(ToyMedia(), out_dir, plan, seed, workers=1, verbose=verbose, overwrite=overwrite)
 
 # %% ../nbs/03_freeavs.ipynb #0a8cde5f
 def validate_dataset(root:str|Path,        # dataset root (metadata.csv, label2idx.json, v1s/v1m/v2)
                      strict:bool=False,    # raise ValueError on any problem
                      min_rms_db:float=-50.,# energy a sounding second must carry, dBFS
                      max_videos:int|None=None, # check only the first videos (metadata order)
+                     progress:bool=False,  # tqdm bar over the videos
                     ) -> list:
-    "Problems found in a FreeAVS/AVSBench-semantic dataset folder ([] if none)."
+    "Problems found in a FreeAVS/AVSBench-semantic dataset folder ([] if none); every image and wav is decoded."
     root, problems = Path(root), []
     meta = root/'metadata.csv'
     if not meta.is_file(): problems.append(f'{meta}: missing')
     else:
-        rows = list(csv.DictReader(open(meta, newline='')))
-        with open(meta, newline='') as f: header = next(csv.reader(f), [])
+        with open(meta, newline='', encoding='utf-8-sig') as f: rows = list(csv.DictReader(f))
+        with open(meta, newline='', encoding='utf-8-sig') as f: header = next(csv.reader(f), [])
         if tuple(header) != METADATA_COLUMNS: problems.append(f'{meta}: columns {header}, expected {list(METADATA_COLUMNS)}')
         l2i = root/'label2idx.json'
-        if not l2i.is_file() or json.loads(l2i.read_text()) != label2idx_json(): problems.append(f'{l2i}: missing or not the 1-indexed 71-class map')
-        for row in rows[:max_videos]:
+        try: l2i_ok = l2i.is_file() and json.loads(l2i.read_text()) == label2idx_json()
+        except ValueError: l2i_ok = False
+        if not l2i_ok: problems.append(f'{l2i}: missing or not the 1-indexed 71-class map')
+        seen = collections.Counter(r.get('uid') for r in rows)
+        problems += [f'{meta}: uid {u!r} appears {k} times' for u, k in seen.items() if k > 1]
+        from tqdm.auto import tqdm
+        for row in tqdm(rows[:max_videos], desc=f'validate {root.name}', disable=not progress, leave=False):
             problems += _validate_video(root, row, min_rms_db)
     if strict and problems: raise ValueError(f'{root}: {len(problems)} problem(s):\n' + '\n'.join(problems[:20]))
     return problems
+
+def _decode_image(path:Path, out:list) -> tuple|None:
+    "Decode the whole image (closing the file); its size, or None after appending the problem to `out`."
+    try:
+        with Image.open(path) as im:
+            im.load()
+            cut = truncation(path, im.format)
+            if cut: raise OSError(cut)
+            return im.size
+    except Exception as e:
+        out.append(f'{path}: cannot decode ({type(e).__name__}: {e})'); return None
 
 def _validate_video(root:Path, row:dict, min_rms_db:float) -> list:
     subset, split, uid = row.get('label'), row.get('split'), row.get('uid')
@@ -584,21 +672,29 @@ def _validate_video(root:Path, row:dict, min_rms_db:float) -> list:
     frames = sorted((v/'frames').glob('*.jpg'))
     if [p.name for p in frames] != [f'{i}.jpg' for i in range(T)] and sorted(p.name for p in frames) != sorted(f'{i}.jpg' for i in range(T)):
         out.append(f'{v}/frames: {len(frames)} frames, expected 0..{T-1}.jpg')
-    sizes = {Image.open(p).size for p in frames}
+    sizes = set()
+    for p in frames:
+        size = _decode_image(p, out)
+        if size: sizes.add(size)
     if len(sizes) > 1: out.append(f'{v}/frames: mixed sizes {sizes}')
     want = gt_frames(subset, split)
     for kind in ('labels_rgb', 'labels_semantic'):
         names = sorted(p.name for p in (v/kind).glob('*.png'))
         if names != sorted(f'{i}.png' for i in want): out.append(f'{v}/{kind}: files {names}, expected {[f"{i}.png" for i in want]}')
+    wav = v/'audio.wav'
+    if not wav.is_file(): return out + [f'{wav}: missing']
+    if wav.stat().st_size == 0: return out + [f'{wav}: empty file (0 bytes)']
     try:
-        audio, sr = read_wav(v/'audio.wav')
-    except Exception as e: return out + [f'{v}/audio.wav: unreadable ({e})']
+        audio, sr = read_wav(wav)
+    except Exception as e: return out + [f'{wav}: unreadable ({type(e).__name__}: {e})']
     if sr != SAMPLE_RATE or audio.ndim != 1: out.append(f'{v}/audio.wav: {sr} Hz, {audio.ndim}-d; expected 16 kHz mono')
     if audio.shape[0] != T * SAMPLE_RATE: out.append(f'{v}/audio.wav: {audio.shape[0] / SAMPLE_RATE:.3f} s, expected {T} s')
     for t in want:
         rgb_p, sem_p = v/'labels_rgb'/f'{t}.png', v/'labels_semantic'/f'{t}.png'
         if not (rgb_p.is_file() and sem_p.is_file()): continue
-        rgb = np.asarray(Image.open(rgb_p).convert('RGB')); sem = np.asarray(Image.open(sem_p))
+        if not (_decode_image(rgb_p, out) and _decode_image(sem_p, out)): continue
+        with Image.open(rgb_p) as im: rgb = np.asarray(im.convert('RGB'))
+        with Image.open(sem_p) as im: sem = np.asarray(im)
         try: dec = rgb_to_labels(rgb, rgb_p)
         except ValueError as e: out.append(str(e)); continue
         if sem.ndim != 2 or sem.shape != dec.shape or not np.array_equal(dec, sem):
@@ -613,7 +709,7 @@ def _validate_video(root:Path, row:dict, min_rms_db:float) -> list:
 # %% ../nbs/03_freeavs.ipynb #e66a2a5e
 def _cli_toy(args):
     out = Path(args.out) if args.out else args.settings.freeavs_root/'toy'
-    make_toy_dataset(out, args.n_videos, args.size, args.seed, verbose=True)
+    make_toy_dataset(out, args.n_videos, args.size, args.seed, verbose=True, overwrite=args.overwrite)
     return 1 if validate_dataset(out, max_videos=50) else 0
 
 def _cli_build(args):
@@ -623,11 +719,12 @@ def _cli_build(args):
         media = PackMedia(Path(args.pack) if args.pack else args.settings.freeavs_pack)
     out = Path(args.out) if args.out else args.settings.freeavs_root/args.preset
     seed = args.settings.seed if args.seed is None else args.seed
-    build_dataset(media, out, args.preset, seed, workers=args.workers or max(1, os.cpu_count() or 1), size=args.size)
+    build_dataset(media, out, args.preset, seed, workers=args.workers or max(1, os.cpu_count() or 1), size=args.size,
+                  overwrite=args.overwrite)
     return 0
 
 def _cli_validate(args):
-    problems = validate_dataset(args.root, max_videos=args.max_videos)
+    problems = validate_dataset(args.root, max_videos=args.max_videos, progress=True)
     for p in problems[:50]: print(p)
     print(f'{len(problems)} problem(s) in {args.root}'); return 1 if problems else 0
 
@@ -637,6 +734,7 @@ def add_cli(cli):
     p.add_argument('--out', default=None, help='dataset root (default: <freeavs_root>/toy)')
     p.add_argument('--n-videos', type=int, default=8, help='training videos per subset (val/test get half)')
     p.add_argument('--size', type=int, default=64); p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--overwrite', action='store_true', help='replace another FreeAVS build in --out (only files a build wrote)')
     p = cli.command('freeavs build', 'Build FreeAVS from the media pack in the AVSBench-semantic layout.', _cli_build)
     p.add_argument('--preset', choices=list(BUILD_PRESETS), default='smoke')
     p.add_argument('--out', default=None, help='dataset root (default: <freeavs_root>/<preset>)')
@@ -645,6 +743,7 @@ def add_cli(cli):
     p.add_argument('--toy', action='store_true', help='use the toy media (shapes + tones) instead of the pack')
     p.add_argument('--workers', type=int, default=0, help='processes (default: all cores)')
     p.add_argument('--size', type=int, default=None, help="frame side (default: the preset's)")
+    p.add_argument('--overwrite', action='store_true', help='replace another FreeAVS build in --out (only files a build wrote)')
     p = cli.command('freeavs validate', 'Check a FreeAVS / AVSBench-semantic dataset folder.', _cli_validate)
     p.add_argument('root'); p.add_argument('--max-videos', type=int, default=None)
     try:

@@ -6,20 +6,21 @@ Docs: https://avss-nb.github.io/avss_nb/runs.html.md"""
 
 # %% ../nbs/14_runs.ipynb #801d6d12
 from __future__ import annotations
-import os, sys, json, time, shutil, hashlib, datetime, subprocess, platform
+import os, sys, json, time, shutil, hashlib, datetime, subprocess, platform, socket, warnings
 from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 import torch
 from torch.utils.data import Dataset, ConcatDataset, Subset
-from .config import get_settings, get_preset, Settings, project_root
+from .config import (get_settings, get_preset, Settings, project_root, UserError, SettingsError, CheckpointError,
+                            MissingFileError, RunLockedError, nearest)
 from .train import (TrainConfig, Trainer, evaluate, init_distributed, seed_everything, load_weights, atomic_write,
-                           unwrap, barrier, SCHEDULES)
+                           unwrap, barrier, SCHEDULES, sweep_temp_files)
 
 # %% auto #0
 __all__ = ['TASKS', 'DATASET_SOURCES', 'parse_dataset', 'build_dataset', 'RunSpec', 'build_model', 'train_config', 'run_dir',
-           'record_path', 'load_record', 'git_revision', 'describe_device', 'epoch_line', 'train_run', 'write_record',
-           'load_run_model', 'evaluate_run', 'run_priors_dir', 'ensure_run_priors', 'with_priors', 'list_runs',
-           'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
+           'record_path', 'load_record', 'git_revision', 'describe_device', 'epoch_line', 'write_record',
+           'load_run_model', 'data_identity', 'evaluate_run', 'run_priors_dir', 'ensure_run_priors', 'with_priors',
+           'acquire_run_lock', 'train_run', 'list_runs', 'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
 
 # %% ../nbs/14_runs.ipynb #cd510c7a
 TASKS = ('binary', 'semantic')
@@ -29,11 +30,11 @@ def parse_dataset(spec:str) -> tuple[str, list[str]]:
     "(source, subsets) of a dataset spec."
     from avss_nb.data import SEMANTIC_SUBSETS, OBJECT_SUBSETS
     source, _, subs = spec.partition(':')
-    if source not in DATASET_SOURCES: raise ValueError(f"dataset source must be one of {DATASET_SOURCES}, got {source!r} in {spec!r}")
+    if source not in DATASET_SOURCES: raise SettingsError(f"dataset source must be one of {DATASET_SOURCES}, got {source!r} in {spec!r}")
     allowed = OBJECT_SUBSETS if source == 'avsbench-object' else SEMANTIC_SUBSETS
     subsets = [s for s in subs.split('+') if s] if subs else ([allowed[0]] if source == 'avsbench-object' else list(allowed))
     bad = [s for s in subsets if s not in allowed]
-    if bad: raise ValueError(f"subset(s) {bad} not in {allowed} for {source!r}")
+    if bad: raise SettingsError(f"subset(s) {bad} not in {allowed} for {source!r}")
     return source, subsets
 
 def build_dataset(spec:str,          # dataset spec, e.g. 'toy:v1s+v2'
@@ -80,6 +81,21 @@ def _prior_switches(spec) -> str:
     on = [n for n in ('mask_fusion', 'attn_init', 'robust_keys') if getattr(pc, n)]
     return 'none' if not on else 'all' if len(on) == 3 else ','.join(on)
 
+def _check_train_overrides(train:tuple):
+    "`SettingsError` naming the key and the allowed values for a TrainConfig override of the wrong name or type."
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for k, v in train:
+        if k not in defaults:
+            raise SettingsError(f"--train-set {k}={v!r}: unknown TrainConfig field {k!r}{nearest(k, defaults)}",
+                                hint=f"known: {', '.join(defaults)}", key=k)
+        d = defaults[k]
+        ok = (isinstance(v, bool) if isinstance(d, bool) else isinstance(v, int) and not isinstance(v, bool) if isinstance(d, int)
+              else isinstance(v, (int, float)) and not isinstance(v, bool) if isinstance(d, float)
+              else isinstance(v, (list, tuple)) if isinstance(d, tuple) else isinstance(v, type(d)))
+        if not ok:
+            raise SettingsError(f"--train-set {k}={v!r}: {k} must be {type(d).__name__} (e.g. {k}={json.dumps(d)})", key=k)
+        if k == 'schedule' and v not in SCHEDULES: raise SettingsError(f"--train-set schedule={v!r}: choose from {SCHEDULES}", key=k)
+
 @dataclass(frozen=True)
 class RunSpec:
     "Everything that makes a training run different from another."
@@ -104,17 +120,16 @@ class RunSpec:
         set_('priors', _prior_switches(self.priors))
         set_('train_prior', str(PriorSource.parse(self.train_prior))); set_('eval_prior', str(PriorSource.parse(self.eval_prior)))
         set_('seed', int(self.seed))
-        if self.task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.task not in TASKS: raise SettingsError(f"task must be one of {TASKS}, got {self.task!r}")
         from avss_nb.data import TRAIN_FRAMES, EMPTY_V1M
-        if self.train_frames not in TRAIN_FRAMES: raise ValueError(f"train_frames must be one of {TRAIN_FRAMES}, got {self.train_frames!r}")
-        if self.empty_v1m not in EMPTY_V1M: raise ValueError(f"empty_v1m must be one of {EMPTY_V1M}, got {self.empty_v1m!r}")
-        if self.schedule not in SCHEDULES: raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.train_frames not in TRAIN_FRAMES: raise SettingsError(f"train_frames must be one of {TRAIN_FRAMES}, got {self.train_frames!r}")
+        if self.empty_v1m not in EMPTY_V1M: raise SettingsError(f"empty_v1m must be one of {EMPTY_V1M}, got {self.empty_v1m!r}")
+        if self.schedule not in SCHEDULES: raise SettingsError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         parse_dataset(self.dataset)
         get_preset(self.preset)
         if self.priors != 'none' and 'none' in (self.train_prior, self.eval_prior):
-            raise ValueError(f"priors={self.priors!r} needs a train_prior and an eval_prior (e.g. 'gt' and 'run:<hash>')")
-        unknown = set(dict(self.train)) - {f.name for f in fields(TrainConfig)}
-        if unknown: raise ValueError(f"unknown TrainConfig field(s) in train: {sorted(unknown)}")
+            raise SettingsError(f"priors={self.priors!r} needs a train_prior and an eval_prior (e.g. 'gt' and 'run:<hash>')")
+        _check_train_overrides(self.train)
 
     def to_dict(self) -> dict:
         d = asdict(self); d['variant'], d['train'] = dict(self.variant), dict(self.train)
@@ -159,7 +174,14 @@ def record_path(run_hash:str, settings:Settings|None=None) -> Path:
 def load_record(run:'RunSpec|str', settings:Settings|None=None) -> dict|None:
     "The run's json record, or None."
     path = record_path(run.key() if isinstance(run, RunSpec) else run, settings)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file(): return None
+    try: rec = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"run record {path} is not valid JSON ({e})", path=path,
+                              hint="it was cut off; restore it from git or delete it to train the run again") from None
+    if not isinstance(rec, dict) or 'spec' not in rec or 'hash' not in rec:
+        raise CheckpointError(f"run record {path} has no 'spec'/'hash'", path=path, hint="restore it from git or delete it to train the run again")
+    return rec
 
 def git_revision(root:str|Path|None=None) -> dict|None:
     "Commit and whether tracked files other than results/ (what a reproduction rewrites) differ from it."
@@ -200,7 +222,7 @@ def epoch_line(trainer, event:str):
     val = f"  val {cfg.best_metric} {score:.4f}" if score is not None else ''
     print(f"  epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}{val}  ({row['epoch_s']:.0f} s)", file=sys.stderr, flush=True)
 
-def train_run(spec:RunSpec,                 # what to train
+def _train_run(spec:RunSpec,                 # what to train
               settings:Settings|None=None,  # paths and device; default get_settings()
               force:bool=False,             # train again even if the record exists (deletes the run folder)
               progress:bool=True,           # tqdm bars
@@ -255,16 +277,46 @@ def load_run_model(run:'RunSpec|str', settings:Settings|None=None, which:str='be
     settings = settings or get_settings()
     h = run.key() if isinstance(run, RunSpec) else run
     rec = load_record(h, settings)
-    if rec is None: raise FileNotFoundError(f"run {h} has no record {record_path(h, settings)}; train it first (avss-nb train ...)")
+    if rec is None: raise MissingFileError(f"run {h} has no record {record_path(h, settings)}", hint="train it first (avss-nb train ...)")
     spec = RunSpec.from_dict(rec['spec'])
     ckpt = run_dir(h, settings)/'ckpt'
     path = ckpt/'best.safetensors'
     if which == 'last' or not path.is_file():
-        state = torch.load(ckpt/'last.pt', map_location='cpu', weights_only=True); path = ckpt/state['weights']
+        from avss_nb.train import read_train_state
+        if not (ckpt/'last.pt').is_file():
+            raise MissingFileError(f"run {h} has neither {path} nor {ckpt/'last.pt'}", hint="train it again (avss-nb train --force ...)")
+        state = read_train_state(ckpt/'last.pt'); last = ckpt/state['weights']
+        if which != 'last': warnings.warn(f"run {h}: {path} is missing; using the last weights {last} (epoch {state['epoch']})")
+        path = last
     model = build_model(spec)
     load_weights(model, path)
     from avss_nb.config import resolve_device
     return model.to(resolve_device(settings.device)).eval()
+
+def data_identity(dataset:str,      # dataset spec
+                  preset:str,       # preset name (picks the FreeAVS build)
+                  settings:Settings,
+                 ) -> dict:
+    "Which data a spec reads now (the cache key of evaluations): AVSBench by root and metadata hash; FreeAVS by content."
+    source, subsets = parse_dataset(dataset)
+    if source == 'toy': return dict(source='toy')
+    if source == 'avsbench-object':
+        from avss_nb.data import OBJECT_DIRS
+        folder, csv_name, _ = OBJECT_DIRS[subsets[0]]
+        root = Path(settings.avsbench_root); metas = [root/folder/csv_name, root/csv_name]
+    else:
+        root = Path(settings.freeavs_root)/get_preset(preset).freeavs if source == 'freeavs' else Path(settings.avsbench_root)
+        metas = [root/'metadata.csv', root/'AVSBench-semantic'/'metadata.csv']
+    meta = next((m for m in metas if m.is_file()), None)
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p is not None and p.is_file() else None
+    if source == 'freeavs':        # a build is a pure function of plan, seed and media (stats.json): the same anywhere
+        return dict(source=source, metadata=digest(meta), build=digest(root/'stats.json'), location=str(root.resolve()))
+    return dict(source=source, root=str(root.resolve()), metadata=digest(meta))
+
+def _same_data(a:dict, b:dict) -> bool:
+    "Whether two data identities name the same data (a FreeAVS build's location does not count)."
+    drop = lambda d: {k: v for k, v in d.items() if k != 'location'}
+    return drop(a) == drop(b)
 
 def evaluate_run(run:'RunSpec|str',            # spec or hash of a finished run
                  split:str='test',             # split to score
@@ -279,16 +331,27 @@ def evaluate_run(run:'RunSpec|str',            # spec or hash of a finished run
     settings = settings or get_settings()
     h = run.key() if isinstance(run, RunSpec) else run
     rec = load_record(h, settings)
-    if rec is None: raise FileNotFoundError(f"run {h} has no record {record_path(h, settings)}")
+    if rec is None: raise MissingFileError(f"run {h} has no record {record_path(h, settings)}", hint="train it first (avss-nb train ...)")
     spec = RunSpec.from_dict(rec['spec'])
     prior = str(PriorSource.parse(prior)) if prior is not None else spec.eval_prior
     key = '|'.join([dataset or spec.dataset, split, prior])
-    if key in rec.get('evaluations', {}) and not force: return rec['evaluations'][key]
+    data_id = data_identity(dataset or spec.dataset, spec.preset, settings)
+    cached = rec.get('evaluations', {}).get(key)
+    if cached is not None and not force:
+        if isinstance(cached.get('data'), dict) and _same_data(cached['data'], data_id): return cached
+        if 'data' not in cached:                                                           # written before data identities
+            if data_id['source'] != 'toy':
+                warnings.warn(f"run {h}: the cached evaluation {key!r} does not record which data it scored; returning it "
+                              f"(pass force=True / --force to score {data_id.get('root') or data_id.get('location')} again)")
+            return cached
+        where = lambda d: d.get('root') or d.get('location')
+        warnings.warn(f"run {h}: the cached evaluation {key!r} scored {where(cached['data'])}; the data is now "
+                      f"{where(data_id)} (or its metadata changed); scoring again")
     model = load_run_model(h, settings)
     ds = _datasets(spec, split, settings, prior=prior, dataset=dataset)
     cfg = TrainConfig(**{k: v for k, v in rec['train_config'].items() if k != 'betas'})
     metrics = evaluate(model, ds, spec.task, cfg.eval_batch_size, progress=progress)
-    out = dict(_summary(metrics), prior_source=_prior_info(ds))
+    out = dict(_summary(metrics), prior_source=_prior_info(ds), data=data_id)
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
         rec = load_record(h, settings)
@@ -333,6 +396,47 @@ def with_priors(dataset:Dataset,              # items in the shared format
     if src.kind == 'run': kw['root'] = ensure_run_priors(src.arg, dataset, settings)
     return with_prior(dataset, src, seed=seed, **kw)
 
+# %% ../nbs/14_runs.ipynb #335a50d2
+def _lock_path(run_hash:str, settings:Settings) -> Path: return Path(settings.runs_dir)/f'{run_hash}.lock'
+
+def acquire_run_lock(run_hash:str, settings:Settings) -> Path:
+    "Create the run's lock file, or raise `RunLockedError` if a live process holds it (a dead holder's lock is taken over)."
+    from avss_nb.train import _pid_alive
+    path = _lock_path(run_hash, settings); path.parent.mkdir(parents=True, exist_ok=True)
+    me = dict(pid=os.getpid(), host=socket.gethostname(), started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
+    for _ in range(2):
+        try: fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try: held = json.loads(path.read_text())
+            except (OSError, ValueError): held = {}
+            pid = held.get('pid')
+            if isinstance(pid, int) and (held.get('host') != me['host'] or _pid_alive(pid)):
+                raise RunLockedError(f"run {run_hash} is being trained by PID {pid} on {held.get('host')} since {held.get('started')}",
+                                     hint=f"wait for it, or stop it; if that process is gone, delete {path}", path=path) from None
+            path.unlink(missing_ok=True); continue                                       # stale: its process is gone
+        with os.fdopen(fd, 'w') as f: json.dump(me, f)
+        return path
+    raise RunLockedError(f"run {run_hash}: could not take the lock {path}", hint=f"delete {path} if no training of it runs", path=path)
+
+def train_run(spec:RunSpec,                 # what to train
+              settings:Settings|None=None,  # paths and device; default get_settings()
+              force:bool=False,             # train again even if the record exists (deletes the run folder)
+              progress:bool=True,           # tqdm bars
+              test:bool=True,               # score the test split with the best checkpoint
+              callbacks=(),                 # Trainer callbacks
+             ) -> dict:
+    "The run's record: loaded if it exists, else trained (resuming an interrupted attempt, under the run's lock) and written."
+    settings = settings or get_settings()
+    rec = load_record(spec.key(), settings)
+    if rec is not None and rec.get('status') == 'done' and not force: return rec
+    main = int(os.environ.get('RANK', '0')) == 0
+    lock = acquire_run_lock(spec.key(), settings) if main else None
+    try:
+        if main: sweep_temp_files(settings.runs_dir)
+        return _train_run(spec, settings, force, progress, test, callbacks)
+    finally:
+        if lock is not None: lock.unlink(missing_ok=True)
+
 # %% ../nbs/14_runs.ipynb #3a4f428a
 def list_runs(settings:Settings|None=None, **where) -> list[dict]:
     "Records under runs_dir whose spec matches `where` (e.g. task='semantic', preset='quick')."
@@ -340,8 +444,11 @@ def list_runs(settings:Settings|None=None, **where) -> list[dict]:
     out = []
     for path in sorted(folder.glob('*.json')):
         try: rec = json.loads(path.read_text())
-        except json.JSONDecodeError: continue
-        if 'spec' not in rec: continue
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            warnings.warn(f"skipped the run record {path}: not valid JSON ({e}); restore it from git or delete it"); continue
+        if not isinstance(rec, dict) or 'spec' not in rec or 'hash' not in rec:
+            if isinstance(rec, dict) and 'hash' in rec: warnings.warn(f"skipped the run record {path}: it has no 'spec'")
+            continue
         if all(rec['spec'].get(k) == v for k, v in where.items()): out.append(rec)
     return out
 

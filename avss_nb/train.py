@@ -15,14 +15,15 @@ import torch, torch.nn as nn, torch.distributed as dist
 from torch.utils.data import Dataset, DataLoader, Sampler
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .config import Preset, get_preset, resolve_device
+from .config import Preset, get_preset, resolve_device, CheckpointError, MissingFileError
 from .backbone import HF_INIT_STD
+
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'TrainConfig', 'DistInfo', 'init_distributed', 'all_reduce_', 'reduce_mean', 'barrier', 'EpochSampler',
-           'ShardSampler', 'rng_state', 'set_rng_state', 'seed_everything', 'atomic_write', 'save_weights',
-           'load_weights', 'to_device', 'unwrap', 'autocast', 'default_collate_fn', 'task_metrics', 'update_metrics',
-           'evaluate', 'make_scheduler', 'restart_adapters', 'Trainer']
+           'ShardSampler', 'rng_state', 'set_rng_state', 'seed_everything', 'atomic_write', 'sweep_temp_files',
+           'save_weights', 'load_weights', 'read_train_state', 'to_device', 'unwrap', 'autocast', 'default_collate_fn',
+           'task_metrics', 'update_metrics', 'evaluate', 'make_scheduler', 'restart_adapters', 'Trainer']
 
 # %% ../nbs/12_train.ipynb #f04ca9b9
 SCHEDULES = ('simple', 'constant', 'official')
@@ -193,21 +194,79 @@ def atomic_write(path:str|Path, # final file name
         if tmp.exists(): tmp.unlink()
     return path
 
+_TMP_RE = __import__('re').compile(r'^\..+\.(\d+)\.tmp$')
+
+def _pid_alive(pid:int) -> bool:
+    "Whether a process with this id runs on this machine."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def sweep_temp_files(folder:str|Path, # a folder `atomic_write` writes into
+                    ) -> list[Path]:
+    "Delete the `.NAME.PID.tmp` files a killed `atomic_write` left behind (those of live processes stay); return them."
+    folder, gone = Path(folder), []
+    if not folder.is_dir(): return gone
+    for p in folder.iterdir():
+        m = _TMP_RE.match(p.name)
+        if m and p.is_file() and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True); gone.append(p)
+    return gone
+
+def _sort_safetensors_metadata(path:Path):
+    "Rewrite a safetensors header in place with `__metadata__` keys sorted (safetensors writes them in hash order)."
+    with open(path, 'r+b') as f:
+        n = int.from_bytes(f.read(8), 'little'); header = json.loads(f.read(n))
+        if '__metadata__' in header: header['__metadata__'] = dict(sorted(header['__metadata__'].items()))
+        text = json.dumps(header, separators=(',', ':')).encode()
+        if len(text) > n: return                                   # never happens: same keys, same values
+        f.seek(8); f.write(text + b' ' * (n - len(text)))
+
 def save_weights(module:nn.Module, path:str|Path, metadata:dict|None=None) -> Path:
-    "Write `module.state_dict()` to a safetensors file, atomically."
+    "Write `module.state_dict()` to a safetensors file, atomically; identical tensors and metadata give identical bytes."
     sd = {k: v.detach().to('cpu').clone().contiguous() for k, v in module.state_dict().items()}
-    meta = {k: str(v) for k, v in (metadata or {}).items()}
-    return atomic_write(path, lambda p: save_file(sd, str(p), metadata=meta))
+    meta = {k: str(v) for k, v in sorted((metadata or {}).items())}
+    return atomic_write(path, lambda p: (save_file(sd, str(p), metadata=meta), _sort_safetensors_metadata(p)))
 
 def load_weights(module:nn.Module, path:str|Path, strict:bool=True,
                  skip:Callable[[str], bool]|None=None, # keys for which this is true are not loaded
                 ):
     "Load a safetensors state dict into `module` (optionally leaving some keys alone)."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"checkpoint weights {path} do not exist")
-    sd = load_file(str(path))
+    if not path.is_file(): raise MissingFileError(f"checkpoint weights {path} do not exist", path=path,
+                                                  hint="train the run (again) or copy the file back")
+    try: sd = load_file(str(path))
+    except Exception as e: raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})", path=path,
+                                                 hint="it is truncated or not weights; delete it and train again (--force)") from None
     if skip: sd = {k: v for k, v in sd.items() if not skip(k)}
+    own = module.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items() if k in own and v.shape != own[k].shape]
+    missing = [k for k in own if k not in sd] if strict and skip is None else []
+    extra = [k for k in sd if k not in own] if strict and skip is None else []
+    if shapes or missing or extra:
+        parts = [f"{len(x)} {what} (e.g. {', '.join(x[:3])})" for x, what in ((shapes, 'shape mismatch(es)'), (missing, 'missing key(s)'), (extra, 'unexpected key(s)')) if x]
+        raise CheckpointError(f"{path}: does not fit {type(module).__name__}: " + '; '.join(parts), path=path,
+                              hint="it was written by another model or preset; load it into the model of its run")
     return module.load_state_dict(sd, strict=strict and skip is None)
+
+_STATE_KEYS = ('weights', 'epoch', 'batch_in_epoch', 'global_step', 'loss_sum', 'loss_steps', 'phase', 'optimizer',
+               'scheduler', 'rng', 'history', 'best', 'world_size')
+
+def read_train_state(path:str|Path, # a `last.pt` that `Trainer.save_checkpoint` wrote
+                    ) -> dict:
+    "The training state in `path`, or a `CheckpointError` saying what is wrong with it and the way out."
+    path = Path(path)
+    way_out = f"delete {path.parent} to start the run again (avss-nb train --force)"
+    try: state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})", path=path,
+                              hint=f"the file is truncated or not a training state; {way_out}") from None
+    missing = [k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing: raise CheckpointError(f"{path}: not a training state: missing key(s) {missing}", path=path, hint=way_out)
+    if not (path.parent/state['weights']).is_file():
+        raise CheckpointError(f"{path}: its weights {path.parent/state['weights']} are missing", path=path, hint=way_out)
+    return state
 
 # %% ../nbs/12_train.ipynb #097c3ef1
 def to_device(batch:dict, device) -> dict:
@@ -420,13 +479,15 @@ class Trainer:
     def load_checkpoint(self) -> bool:
         "Restore the state `save_checkpoint` wrote; False when there is none."
         if self.ckpt_dir is None or not (self.ckpt_dir/'last.pt').is_file(): return False
-        state = torch.load(self.ckpt_dir/'last.pt', map_location='cpu', weights_only=True)
+        state = read_train_state(self.ckpt_dir/'last.pt')
         if state['world_size'] != self.info.world_size:
             raise RuntimeError(f"{self.ckpt_dir/'last.pt'} was written by {state['world_size']} processes; "
                                f"resume with the same number (this job has {self.info.world_size})")
         load_weights(self.model, self.ckpt_dir/state['weights'])
         self._setup_phase(state['phase'], fresh=False)
-        self.optimizer.load_state_dict(state['optimizer'])
+        try: self.optimizer.load_state_dict(state['optimizer'])
+        except (ValueError, KeyError) as e: raise CheckpointError(f"{self.ckpt_dir/'last.pt'}: its optimizer state does not fit this model ({e})",
+                                                                  hint=f"delete {self.ckpt_dir} to start the run again (--force)") from None
         self.scheduler.load_state_dict(state['scheduler'])
         for k in ('epoch', 'batch_in_epoch', 'global_step', 'loss_sum', 'loss_steps', 'history', 'best'):
             setattr(self, k, state[k])
@@ -473,6 +534,8 @@ class Trainer:
            ) -> dict:
         "Train to the end of the schedule; return dict(best=..., last=..., history=...)."
         cfg = self.config
+        if self.out_dir is not None and self.info.is_main:                     # temporaries of a killed write
+            for folder in (self.out_dir, self.ckpt_dir): sweep_temp_files(folder)
         resumed = resume and self.load_checkpoint()
         if not resumed:
             if self.ckpt_dir is not None and self.info.is_main and self.ckpt_dir.is_dir():   # a fresh start: no stale files

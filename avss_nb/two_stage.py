@@ -15,7 +15,9 @@ from torch.utils.data import Dataset, ConcatDataset, Subset, DataLoader
 from PIL import Image
 from tqdm.auto import tqdm
 from .robust_keys import prior_from_target
-from .train import atomic_write, to_device, unwrap, autocast, default_collate_fn
+from .train import atomic_write, to_device, unwrap, autocast, default_collate_fn, barrier
+from .config import UserError, SettingsError
+
 
 # %% auto #0
 __all__ = ['PRIOR_KINDS', 'DEGRADED_LEVELS', 'MISS_RATE', 'SHIFT', 'WANDER', 'SILENT_RATE', 'SILENT_RADIUS', 'PriorSource',
@@ -43,14 +45,14 @@ class PriorSource:
         if spec == 'oracle': return cls('gt')
         kind, sep, arg = spec.partition(':')
         if sep and kind in ('run', 'dir', 'degraded'):
-            if not arg: raise ValueError(f"prior source {spec!r} needs a value after ':'")
+            if not arg: raise SettingsError(f"prior source {spec!r} needs a value after ':'")
             if kind == 'degraded' and arg not in DEGRADED_LEVELS:
                 try: level = float(arg)
                 except ValueError: level = -1
-                if not 0 < level < 1: raise ValueError(f"degraded level must be {sorted(DEGRADED_LEVELS)} or a target mIoU in (0, 1), got {arg!r}")
+                if not 0 < level < 1: raise SettingsError(f"degraded level must be {sorted(DEGRADED_LEVELS)} or a target mIoU in (0, 1), got {arg!r}")
             return cls(kind, arg)
         if '/' in spec or Path(spec).is_dir(): return cls('dir', spec)
-        raise ValueError(f"unknown prior source {spec!r}; use 'gt', 'run:<hash>', 'dir:<path>', 'degraded:low|high|<miou>' or 'none'")
+        raise SettingsError(f"unknown prior source {spec!r}; use 'gt', 'run:<hash>', 'dir:<path>', 'degraded:low|high|<miou>' or 'none'")
 
     def __str__(self): return self.kind if not self.arg else f'{self.kind}:{self.arg}'
 
@@ -85,12 +87,27 @@ def video_keys(dataset:Dataset) -> list[VideoKey]:
     return out
 
 # %% ../nbs/13_two_stage.ipynb #44b3e77a
-class PriorFilesError(FileNotFoundError):
+class PriorFilesError(UserError, FileNotFoundError):
     "Missing, unreadable or mis-sized prior PNGs (all of them, listed)."
     def __init__(self, root, problems:list[str]):
         self.root, self.problems = Path(root), problems
         shown = '\n  '.join(problems[:40]) + (f'\n  ... and {len(problems) - 40} more' if len(problems) > 40 else '')
-        super().__init__(f"{len(problems)} problem(s) with the priors in {root} (layout <subset>/<id>/<i>.png):\n  {shown}")
+        super().__init__(f"{len(problems)} problem(s) with the priors in {root} (layout <subset>/<id>/<i>.png):\n  {shown}", path=root)
+
+def _read_prior(p:Path) -> np.ndarray:
+    "The 0..255 values `[H,W]` of one prior PNG, decoded whole; `PriorFilesError` naming it if it is unreadable or in colour."
+    try:
+        with Image.open(p) as im:
+            im.load()
+            from avss_nb.data import truncation
+            cut = truncation(p, im.format)
+            if cut: raise OSError(cut)
+            if im.mode in ('L', 'P', '1', 'I', 'I;16'): return np.asarray(im.convert('L'))
+            rgb = np.asarray(im.convert('RGB'))
+    except Exception as e: raise PriorFilesError(p.parent, [f'{p}: unreadable ({type(e).__name__}: {e})']) from None
+    if (rgb != rgb[..., :1]).any():
+        raise PriorFilesError(p.parent, [f'{p}: saved in colour ({im.mode}); a prior is 8-bit grayscale (mode L), value/255 = probability'])
+    return rgb[..., 0]
 
 def prior_path(root:str|Path, subset:str, vid:str, i:int) -> Path:
     "PRIORS/<subset>/<id>/<i>.png"
@@ -101,13 +118,20 @@ class PriorDir:
     def __init__(self, root:str|Path):
         self.root = Path(root)
         meta = self.root/'priors.json'
-        self.meta = json.loads(meta.read_text()) if meta.is_file() else {}
+        try: self.meta = json.loads(meta.read_text()) if meta.is_file() else {}
+        except (ValueError, UnicodeDecodeError) as e:
+            raise PriorFilesError(self.root, [f'{meta}: not valid JSON ({e}); delete it and export the priors again']) from None
+        if not isinstance(self.meta, dict): raise PriorFilesError(self.root, [f'{meta}: holds a {type(self.meta).__name__}, not an object'])
 
-    def check(self, keys:list[VideoKey]) -> list[str]:
-        "Every problem with the files `keys` need ([] when all are there and of one size)."
+    def check(self, keys:list[VideoKey], progress:bool=False) -> list[str]:
+        "Every problem with the files `keys` need ([] when all are there, decode, are grayscale and of one size)."
         problems, sizes = [], {}
         if not self.root.is_dir(): return [f'{self.root}: folder does not exist']
-        for k in keys:
+        seen = {}
+        for k in keys:                                                 # two videos of one name would read one folder
+            if (k.subset, k.id) in seen: problems.append(f'{self.root/k.subset/k.id}: video {k.id} ({k.subset}) appears twice in the dataset')
+            seen[(k.subset, k.id)] = True
+        for k in tqdm(keys, desc=f'check priors {self.root.name}', disable=not progress, leave=False):
             folder = self.root/k.subset/k.id
             if not folder.is_dir(): problems.append(f'{folder}: missing (video {k.id}, {k.frames} frames)'); continue
             missing = [i for i in range(k.frames) if not prior_path(self.root, k.subset, k.id, i).is_file()]
@@ -115,18 +139,17 @@ class PriorDir:
             for i in range(k.frames):
                 if i in missing: continue
                 p = prior_path(self.root, k.subset, k.id, i)
-                try:
-                    with Image.open(p) as im: sizes[p] = im.size
-                except Exception as e: problems.append(f'{p}: unreadable ({type(e).__name__}: {e})')
+                try: sizes[p] = _read_prior(p).shape[::-1]                 # decodes the whole file
+                except PriorFilesError as e: problems += e.problems
         if sizes:
             expected = tuple(self.meta['size']) if 'size' in self.meta else max(set(sizes.values()), key=list(sizes.values()).count)
             problems += [f'{p}: size {w}x{h}, the folder\'s priors are {expected[0]}x{expected[1]}'
                          for p, (w, h) in sizes.items() if (w, h) != expected]
         return problems
 
-    def validate(self, keys:list[VideoKey]):
+    def validate(self, keys:list[VideoKey], progress:bool=True):
         "Raise one `PriorFilesError` listing every problem."
-        problems = self.check(keys)
+        problems = self.check(keys, progress)
         if problems: raise PriorFilesError(self.root, problems)
 
     def load(self, subset:str, vid:str, frames:int, size:int) -> torch.Tensor:
@@ -135,7 +158,7 @@ class PriorDir:
         for i in range(frames):
             p = prior_path(self.root, subset, vid, i)
             if not p.is_file(): raise PriorFilesError(self.root, [f'{p}: missing (video {vid})'])
-            with Image.open(p) as im: out.append(torch.from_numpy(np.asarray(im.convert('L'), dtype=np.float32) / 255.0))
+            out.append(torch.from_numpy(_read_prior(p).astype(np.float32) / 255.0))
         prior = torch.stack(out)                                                  # [T,h,w]
         if prior.shape[-2:] != (size, size):
             prior = F.interpolate(prior[:, None], size=(size, size), mode='bilinear', align_corners=False)[:, 0]
