@@ -2,6 +2,7 @@
 import contextlib, io, json
 from pathlib import Path
 import numpy as np
+import torch
 import pytest
 import soundfile
 from PIL import Image
@@ -199,3 +200,41 @@ def test_wrong_checkpoint(clip, weights, tmp_path):
     "Weights that do not fit the model named are refused with the options to check."
     status, err = run_cli(clip[0], '--checkpoint', weights, '--model', 'tpavi', '--preset', 'smoke', '--out', tmp_path/'out')
     assert status == 2 and 'does not fit tpavi' in err and not (tmp_path/'out').exists()
+
+
+class LeftHalf(torch.nn.Module):
+    "A stand-in model: class `label` on the left half of every frame, background on the right."
+    def __init__(self, label:int): super().__init__(); self.label, self.p = label, torch.nn.Parameter(torch.zeros(1))
+    def predict(self, batch, size):
+        n = batch['frames'].shape[0] * batch['frames'].shape[1]
+        assert batch['audio'].shape[:2] == batch['frames'].shape[:2]      # one example per frame
+        labels = torch.zeros(n, size, size, dtype=torch.long); labels[..., : size // 2] = self.label
+        return dict(labels=labels)
+
+
+@pytest.mark.parametrize('task,label,folder', [('binary', 1, 'masks'), ('semantic', 17, 'labels_rgb')])
+def test_masks_and_areas(clip, tmp_path, task, label, folder):
+    "Mask files in the official layout and per-second areas in the summary, from a model whose answer is known."
+    from avss_nb.labels import PALETTE, CLASSES
+    path, _ = clip
+    result = segment_video(path, LeftHalf(label), ModelInfo('left-half', 'smoke', task), progress=False)
+    out = result.save(tmp_path/'out', progress=False)
+    name = 'sounding' if task == 'binary' else CLASSES[label]
+    summary = json.loads((out/'summary.json').read_text())
+    assert all(s['classes'] == {name: 0.5} for s in summary['seconds']) and summary['classes'] == {name: 0.5}
+    mask = np.asarray(Image.open(out/folder/'2.png'))
+    if task == 'binary':
+        assert mask.ndim == 2 and (mask[:, :SIZE // 2] == 255).all() and (mask[:, SIZE // 2:] == 0).all()
+    else:
+        assert mask.shape == (SIZE, SIZE, 3) and (mask[:, :SIZE // 2] == PALETTE[label]).all() and (mask[:, SIZE // 2:] == 0).all()
+    picture = read_video(out/'overlay.mp4').frames[2].astype(int)
+    original = read_video(path).frames[2].astype(int)
+    right = np.abs(picture[SIZE // 2:, SIZE // 2 + 4:] - original[SIZE // 2:, SIZE // 2 + 4:]).mean()
+    left = np.abs(picture[SIZE // 2:, :SIZE // 2 - 4] - original[SIZE // 2:, :SIZE // 2 - 4]).mean()
+    assert left > 20 > 3 > right, (left, right)          # masks blended on the left only (the legend sits at the top)
+
+
+def test_audio_from_a_video_file(clip):
+    "--audio takes any file with an audio stream PyAV decodes when soundfile cannot read it (here: an mp4)."
+    track = read_audio_file(clip[0])
+    assert track.samples.shape[0] == 1 and abs(track.seconds - 5.0) < 0.1 and np.abs(track.samples).max() > 0.05
