@@ -102,9 +102,10 @@ def write_clip(path:str|Path,          # the .mp4 (or .mkv, .mov) to write
                audio:np.ndarray|None,  # [samples] or [channels, samples] float in [-1,1]; None: no audio track
                sample_rate:int=SAMPLE_RATE, # Hz of `audio`
                fps:int=10,             # video frames per second (each picture is held for one second)
-               codec:str='libx264',    # video codec
+               codec:str='libx264',    # video codec ('libvpx-vp9' for webm)
+               audio_codec:str='aac',  # audio codec ('libopus' for webm)
               ) -> Path:
-    "An mp4 of `pictures`, one per second, with `audio` as its AAC soundtrack (written to a temporary name, then renamed)."
+    "A video file of `pictures`, one per second, with `audio` as its soundtrack (written to a temporary name, then renamed)."
     import av
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     pictures = np.asarray(pictures)
@@ -116,7 +117,7 @@ def write_clip(path:str|Path,          # the .mp4 (or .mkv, .mov) to write
             if audio is not None:
                 audio = np.atleast_2d(np.asarray(audio, np.float32))                    # [C, S]
                 layout = 'mono' if audio.shape[0] == 1 else 'stereo'
-                aus = out.add_stream('aac', rate=sample_rate); aus.layout = layout
+                aus = out.add_stream(audio_codec, rate=sample_rate); aus.layout = layout
             for t, pic in enumerate(pictures):
                 for j in range(fps):
                     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pic[:H, :W]), format='rgb24')

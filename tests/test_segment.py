@@ -238,3 +238,14 @@ def test_audio_from_a_video_file(clip):
     "--audio takes any file with an audio stream PyAV decodes when soundfile cannot read it (here: an mp4)."
     track = read_audio_file(clip[0])
     assert track.samples.shape[0] == 1 and abs(track.seconds - 5.0) < 0.1 and np.abs(track.samples).max() > 0.05
+
+
+@pytest.mark.parametrize('ext,codec,audio_codec', [('mkv', 'libx264', 'aac'), ('mov', 'libx264', 'aac'), ('webm', 'libvpx-vp9', 'libopus')])
+def test_containers(clip, weights, tmp_path, ext, codec, audio_codec):
+    "mkv, mov and webm files are read and segmented like mp4."
+    _, rendered = clip
+    path = write_clip(tmp_path/f'scene.{ext}', rendered['frames'], rendered['audio'], SAMPLE_RATE, fps=FPS, codec=codec, audio_codec=audio_codec)
+    out = tmp_path/'out'
+    status, err = run_cli(path, '--checkpoint', weights, '--model', 'aavs', '--preset', 'smoke', '--out', out)
+    assert status == 0, err
+    assert len(list((out/'masks').glob('*.png'))) == 5 and abs(read_video(out/'overlay.mp4').duration - 5.0) < 1e-3
