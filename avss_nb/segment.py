@@ -550,6 +550,8 @@ def _segment_cli(args):
         result.save(out, progress=not args.no_progress)
     except (SegmentError, ValueError) as e:
         print(f"avss-nb segment: {e}", file=sys.stderr); return 2
+    except OSError as e:                                                   # e.g. a folder --out cannot be created in
+        print(f"avss-nb segment: cannot write {out}: {e}; choose another --out", file=sys.stderr); return 2
     found = ', '.join(f"{k} {100 * v:.1f}%" for k, v in result.summary()['classes'].items()) or 'nothing'
     print(f"{video}: {len(result.frames)} frames over {result.video.duration:.1f} s segmented by {info.name} "
           f"({info.task}, preset {info.preset}{', run ' + info.run if info.run else ''}) in {result.seconds_taken:.1f} s; "

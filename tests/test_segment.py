@@ -249,3 +249,10 @@ def test_containers(clip, weights, tmp_path, ext, codec, audio_codec):
     status, err = run_cli(path, '--checkpoint', weights, '--model', 'aavs', '--preset', 'smoke', '--out', out)
     assert status == 0, err
     assert len(list((out/'masks').glob('*.png'))) == 5 and abs(read_video(out/'overlay.mp4').duration - 5.0) < 1e-3
+
+
+def test_out_not_writable(clip, weights, tmp_path):
+    "An --out that cannot be created is one clear line, not a traceback."
+    blocker = tmp_path/'file'; blocker.write_text('x')
+    status, err = run_cli(clip[0], '--checkpoint', weights, '--model', 'aavs', '--preset', 'smoke', '--out', blocker/'out')
+    assert status == 2 and 'choose another --out' in err and blocker.read_text() == 'x'
