@@ -8,7 +8,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 PRESET ?= quick
 PYTEST_ARGS ?=
 
-.PHONY: install test sync-check reproduce gpu-wheels clean-venv
+.PHONY: install hooks test sync-check reproduce gpu-wheels clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed hooks
+
+# JupyterLab rewrites a notebook's metadata when it saves it (kernelspec display name, language_info), which sync-check
+# rejects. With `jupyter_hooks = true` in pyproject.toml, nbdev's pre-save hook cleans every save; nbdev-install-hooks puts
+# it in ~/.jupyter/jupyter_{server,notebook}_config.py (--globally: no files in the repo; no git merge/diff drivers).
+hooks: $(VENV)/.installed
+	@$(BIN)/nbdev-install-hooks --globally true --merge false --diff false >/dev/null && \
+		echo "nbdev Jupyter hook in ~/.jupyter: JupyterLab (started from $(VENV)) saves notebooks through nbdev-clean"
 
 # nbdev-export and nbdev-clean must leave the work tree exactly as they found it.
 sync-check: install
@@ -28,7 +35,7 @@ sync-check: install
 	$(BIN)/nbdev-export; \
 	if [ "$$(state | md5sum)" != "$$before" ]; then git status --short; echo "nbdev-export changed files: notebooks and library are not in sync. Run nbdev-export and commit."; exit 1; fi; \
 	$(BIN)/nbdev-clean; \
-	if [ "$$(state | md5sum)" != "$$before" ]; then git status --short; echo "nbdev-clean changed notebooks: run nbdev-clean and commit."; exit 1; fi; \
+	if [ "$$(state | md5sum)" != "$$before" ]; then git status --short; echo "nbdev-clean changed notebooks (JupyterLab rewrites their metadata unless make install set up the nbdev hook): run $(BIN)/nbdev-clean and commit."; exit 1; fi; \
 	echo "sync-check: notebooks exported and clean"
 
 test: sync-check

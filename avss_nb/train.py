@@ -20,13 +20,15 @@ from .backbone import HF_INIT_STD
 
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'TrainConfig', 'DistInfo', 'init_distributed', 'all_reduce_', 'reduce_mean', 'barrier', 'EpochSampler',
-           'ShardSampler', 'rng_state', 'set_rng_state', 'seed_everything', 'atomic_write', 'sweep_temp_files',
-           'save_weights', 'load_weights', 'read_train_state', 'to_device', 'unwrap', 'autocast', 'default_collate_fn',
-           'task_metrics', 'update_metrics', 'evaluate', 'make_scheduler', 'restart_adapters', 'Trainer']
+__all__ = ['SCHEDULES', 'KEEP_CHECKPOINTS', 'TrainConfig', 'DistInfo', 'init_distributed', 'all_reduce_', 'reduce_mean',
+           'barrier', 'EpochSampler', 'ShardSampler', 'rng_state', 'set_rng_state', 'seed_everything', 'atomic_write',
+           'sweep_temp_files', 'save_weights', 'load_weights', 'read_train_state', 'to_device', 'unwrap', 'autocast',
+           'default_collate_fn', 'task_metrics', 'update_metrics', 'evaluate', 'make_scheduler', 'restart_adapters',
+           'Trainer']
 
 # %% ../nbs/12_train.ipynb #f04ca9b9
 SCHEDULES = ('simple', 'constant', 'official')
+KEEP_CHECKPOINTS = ('best+last', 'all')
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -50,6 +52,7 @@ class TrainConfig:
     device: str = 'auto'           # 'auto', 'cpu', 'cuda', 'cuda:N'; under torchrun each rank uses cuda:LOCAL_RANK
     amp: bool = True               # bf16 autocast, used on CUDA only
     ckpt_every: int = 0            # also checkpoint every this many steps inside an epoch (0: at epoch ends only)
+    keep_checkpoints: str = 'best+last' # 'best+last': best weights + the last state; 'all': also every earlier checkpoint's weights
     eval_batch_size: int = 1       # videos per evaluation batch (official: 1)
     best_metric: str = 'miou'      # validation metric that picks the best checkpoint (higher is better)
     progress: bool = True          # tqdm bars (rank 0 only)
@@ -59,6 +62,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.schedule not in SCHEDULES: raise ValueError(f"schedule {self.schedule!r} unknown; choose from {SCHEDULES}")
         if self.epochs < 1 or self.batch_size < 1: raise ValueError("epochs and batch_size must be >= 1")
+        if self.keep_checkpoints not in KEEP_CHECKPOINTS:
+            raise ValueError(f"keep_checkpoints {self.keep_checkpoints!r} unknown; choose from {KEEP_CHECKPOINTS}")
 
     @classmethod
     def from_preset(cls,
@@ -471,8 +476,13 @@ class Trainer:
                          scheduler=self.scheduler.state_dict(), rng=rngs, history=self.history,
                          best=self.best, world_size=self.info.world_size, config=self.config.to_dict())
             atomic_write(d/'last.pt', lambda p: torch.save(state, p))
-            for old in d.glob('weights-*.safetensors'):
-                if old.name != weights: old.unlink()
+            if self.config.keep_checkpoints == 'best+last':
+                for old in d.glob('weights-*.safetensors'):
+                    if old.name != weights: old.unlink()
+            if (self.best or {}).get('step') == self.global_step and (d/'best.safetensors').is_file():
+                link = d/f'.best.{os.getpid()}.link'           # the best is this state: one file on disk under both names
+                try: os.link(d/weights, link); os.replace(link, d/'best.safetensors')
+                except OSError: link.unlink(missing_ok=True)   # no hard links on this file system: keep the copy
         barrier()
         self._emit('checkpoint')
 

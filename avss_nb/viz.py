@@ -11,8 +11,8 @@ import os, numpy as np, torch
 from .labels import PALETTE, CLASSES, NUM_CLASSES, IGNORE_INDEX
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'denormalize', 'overlay', 'save_figure', 'show_grid', 'classes_present',
-           'legend_handles', 'predict_item', 'video_rows']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'BINARY_COLOUR', 'denormalize', 'overlay', 'save_figure', 'show_grid',
+           'classes_present', 'legend_handles', 'draw_legend', 'predict_item', 'video_rows']
 
 # %% ../nbs/15_viz.ipynb #060b7b9c
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -57,6 +57,7 @@ def show_grid(rows:list[list[np.ndarray]],  # pictures, rows[i][j] an [H,W,3] ui
               col_titles:list[str]|None=None, # one per column, drawn on top
               cell:float=1.6,                # inches per picture
               path:str|Path|None=None,       # save here as PNG when given
+              close:bool=False,              # detach it from pyplot, so that only the returned figure is displayed (once)
              ):
     "A matplotlib figure laying `rows` out in a grid."
     import matplotlib
@@ -73,6 +74,7 @@ def show_grid(rows:list[list[np.ndarray]],  # pictures, rows[i][j] an [H,W,3] ui
             if i == 0 and col_titles and j < len(col_titles): ax.set_title(col_titles[j], fontsize=8)
     fig.tight_layout()
     if path is not None: save_figure(fig, path)
+    if close: plt.close(fig)
     return fig
 
 # %% ../nbs/15_viz.ipynb #28d55cf4
@@ -88,6 +90,32 @@ def legend_handles(class_ids:list[int]) -> list:
     "matplotlib patches naming each class in its palette colour."
     from matplotlib.patches import Patch
     return [Patch(color=PALETTE[c] / 255, label=CLASSES[c]) for c in class_ids]
+
+# %% ../nbs/15_viz.ipynb #b8e2f4d3
+BINARY_COLOUR = (255, 64, 64)   # sounding pixels of binary masks, in figures, the explorer and overlay videos
+
+def draw_legend(picture:np.ndarray,   # [H,W,3] uint8
+                entries:list,         # (name, RGB colour or None) per line
+                active:set|None=None, # names on screen now: filled swatch, others outlined; default all filled
+                height:int|None=None, # text height in pixels; default picture height / 18, at least 10
+               ) -> np.ndarray:       # [H,W,3] uint8
+    "`picture` with a legend box in its top-left corner: a colour swatch and a name per entry."
+    from PIL import Image, ImageDraw, ImageFont
+    img = Image.fromarray(np.ascontiguousarray(picture)).convert('RGB')
+    h = height or max(10, img.height // 18)
+    try: font = ImageFont.load_default(size=h)
+    except TypeError: font = ImageFont.load_default()            # Pillow < 10.1: fixed-size bitmap font
+    draw = ImageDraw.Draw(img, 'RGBA')
+    pad = max(2, h // 4)
+    text_w = max((draw.textlength(name, font=font) for name, _ in entries), default=0)
+    draw.rectangle([0, 0, int(3 * pad + h + text_w), pad + len(entries) * (h + pad)], fill=(0, 0, 0, 140))
+    for i, (name, colour) in enumerate(entries):
+        y = pad + i * (h + pad)
+        if colour is not None:
+            on = active is None or name in active
+            draw.rectangle([pad, y, pad + h, y + h], fill=tuple(colour) if on else None, outline=tuple(colour), width=max(1, h // 6))
+        draw.text((2 * pad + h, y), name, fill=(255, 255, 255), font=font)
+    return np.asarray(img)
 
 # %% ../nbs/15_viz.ipynb #bb02e8f7
 @torch.no_grad()
@@ -109,7 +137,7 @@ def video_rows(item:dict,              # one item: frames, target, has_gt
     "(rows, row titles) for `show_grid`: the frames, the ground truth, then each prediction over the frames."
     target = item['target']
     binary = bool(((target == 0) | (target == 1) | (target == IGNORE_INDEX)).all()) if binary is None else binary
-    colour = (255, 64, 64) if binary else None
+    colour = BINARY_COLOUR if binary else None
     frames = [denormalize(f) for f in item['frames']]
     gt = [overlay(f, t, colour=colour) if ok else f for f, t, ok in zip(frames, target, item['has_gt'])]
     rows, titles = [frames, gt], ['frames', 'ground truth']
