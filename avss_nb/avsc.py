@@ -132,8 +132,8 @@ def silent_object_aware_loss(pred_masks:torch.Tensor, # [N,Q,h,w] mask logits
                              sounding:torch.Tensor,   # bool [N,h,w]: union of ground-truth sounding masks
                              valid:torch.Tensor,      # bool [N]: frames to average over
                             ) -> torch.Tensor:
-    "Eq. 4: sum over non-object queries of IoU(mask, union of sounding masks), mean over valid frames."
-    prob = pred_masks.sigmoid()                                      # [N,Q,h,w]
+    "Eq. 4: sum over non-object queries of IoU(mask, union of sounding masks), mean over valid frames (fp32)."
+    prob = pred_masks.float().sigmoid()                              # [N,Q,h,w]
     fg = sounding[:, None].to(prob.dtype)                            # [N,1,h,w]
     inter = (prob * fg).flatten(2).sum(-1)                           # [N,Q]
     union = (prob + fg - prob * fg).flatten(2).sum(-1)
@@ -144,11 +144,15 @@ def silent_object_aware_loss(pred_masks:torch.Tensor, # [N,Q,h,w] mask logits
 def audio_visual_correspondence_loss(s_asl:torch.Tensor,  # [N,H,W] localisation map in [0,1]
                                      target:torch.Tensor, # [N,H,W] int64 labels (255 ignored)
                                      has_gt:torch.Tensor, # bool [N]
+                                     eps:float=1e-6,      # S_asl is clamped to [eps, 1-eps] before the logs
                                     ) -> torch.Tensor:
-    "Eq. 6: BCE(S_asl, ground-truth sounding mask) over labelled pixels of frames with ground truth."
+    "Eq. 6: BCE(S_asl, ground-truth sounding mask) over labelled pixels of frames with ground truth, in fp32."
     valid = has_gt[:, None, None] & (target != IGNORE_INDEX)
     if not valid.any(): return s_asl.sum() * 0
-    return F.binary_cross_entropy(s_asl[valid].clamp(1e-6, 1 - 1e-6), (target[valid] != BACKGROUND).to(s_asl.dtype))
+    # written out: `F.binary_cross_entropy` is an op CUDA autocast refuses ("unsafe to autocast"), and S_asl is a
+    # probability map (a clamped sum of p_c * m), not a sigmoid of logits, so the logits form does not apply
+    s, y = s_asl[valid].float().clamp(eps, 1 - eps), (target[valid] != BACKGROUND).float()
+    return -(y * s.log() + (1 - y) * (1 - s).log()).mean()
 
 # %% ../nbs/10c_avsc.ipynb #78d1e225
 class AudioClassifier(nn.Module):
@@ -200,10 +204,11 @@ class AVSC(nn.Module):
 
     def localise(self, outputs:dict, size=None) -> dict:
         "S_asl [N,H,W] and the winning instance's category per pixel [N,H,W], at `size` (default S/4)."
-        keep, categories, masks = potential_instances(outputs['pred_logits'], outputs['pred_masks'], size,
-                                                      self.config.mask_threshold)
-        s_asl, weight = localisation_map(self.audio_probs(outputs), keep, categories, masks)
-        strongest = (weight[:, :, None, None] * masks).argmax(1)     # [N,H,W] query index
+        with torch.autocast(outputs['pred_masks'].device.type, enabled=False):   # fp32 map (bf16 would quantise S_asl)
+            keep, categories, masks = potential_instances(outputs['pred_logits'], outputs['pred_masks'], size,
+                                                          self.config.mask_threshold)
+            s_asl, weight = localisation_map(self.audio_probs(outputs), keep, categories, masks)
+            strongest = (weight[:, :, None, None] * masks).argmax(1)     # [N,H,W] query index
         return dict(s_asl=s_asl, category=categories.gather(1, strongest.flatten(1)).view_as(strongest))
 
     def _set_loss(self, layer:dict, frames:list, targets:list, num_masks) -> tuple:
