@@ -106,7 +106,7 @@ class VideoRecord:
     id: str                 # video name / uid
     subset: str             # s4, ms3, v1s, v1m, v2
     split: str              # train, val, test
-    category: str           # S4 category; '' where unknown
+    category: str           # S4 category, or AVSBench-semantic / FreeAVS `a_obj`; '' where unknown
     frames: list            # [T] frame image paths
     masks: list             # [T] mask paths, None where the frame has no ground truth
     audio: Path             # .pkl (object) or audio.wav (semantic)
@@ -360,6 +360,7 @@ class AVSBenchSemantic(AVSBenchDataset):
         missing = [c for c in ('uid', 'label', 'split') if c not in header]
         if missing: raise AVSBenchError(base/'metadata.csv', f"missing column(s) {missing}; has {header}")
         col = {c: header.index(c) for c in ('uid', 'label', 'split')}
+        a_obj = header.index('a_obj') if 'a_obj' in header else None     # sounding categories (FreeAVS: names joined by '_')
         records = []
         for i, row in enumerate(rows):
             if len(row) <= max(col.values()): raise AVSBenchError(base/'metadata.csv', f'row {i + 2} has {len(row)} columns, needs {max(col.values()) + 1}')
@@ -368,7 +369,8 @@ class AVSBenchSemantic(AVSBenchDataset):
             T, vdir = NUM_FRAMES[label], base/label/uid
             fmt, ldir = ('semantic', vdir/'labels_semantic') if (vdir/'labels_semantic').is_dir() else ('rgb', vdir/'labels_rgb')
             n_gt = 1 if (label == 'v1s' and split == 'train') else T
-            records.append(VideoRecord(uid, label, split, '', [vdir/'frames'/f"{t}.jpg" for t in range(T)],
+            category = row[a_obj].strip() if a_obj is not None and a_obj < len(row) else ''
+            records.append(VideoRecord(uid, label, split, category, [vdir/'frames'/f"{t}.jpg" for t in range(T)],
                                        [ldir/f"{t}.png" if t < n_gt else None for t in range(T)], vdir/'audio.wav', fmt))
         if not records: raise AVSBenchError(base/'metadata.csv', f"empty split: no {'/'.join(subsets)} videos with split '{split}'")
         self._setup(records, size, train_transform, binary, transform, on_error, check, report_path, min_audio_examples)

@@ -80,3 +80,66 @@ def test_trainer_calls_set_epoch(tmp_path):
     Trainer(model, criterion_for(model), ds, None, TrainConfig(epochs=2, batch_size=2, device='cpu', progress=False,
                                                                tensorboard=False)).fit()
     assert seen == [0, 1] and model.backbone_frozen is False
+
+# --- AVSC ------------------------------------------------------------------------------------------------------
+
+def test_avsc_binary_uses_dataset_categories():
+    "Binary tasks: K = the dataset's categories, the items' `category` labels the sounding segment, and the class loss sees it."
+    from avss_nb.avsc import build_avsc
+    from avss_nb.labels import CLASSES, NUM_CLASSES
+    torch.manual_seed(0)
+    model = build_avsc('smoke', 's4')
+    assert model.config.num_classes == NUM_CLASSES
+    assert model.audio_classifier.mlp[-1].out_features == NUM_CLASSES
+    batch = toy('binary', 'v1s')                                          # toy v1s items carry their sounding class
+    assert all(c in CLASSES for c in batch['category']), batch['category']
+    targets = [t for t in model.targets(batch) if t is not None]
+    assert targets and all(t['labels'].tolist() == [CLASSES.index(c)] for t, c in zip(targets, batch['category']))
+    outputs = model(batch)
+    other = dict(batch, category=['violin' if c != 'violin' else 'guitar' for c in batch['category']])
+    torch.manual_seed(0); a = model.loss(outputs, batch)['loss_ce']
+    torch.manual_seed(0); b = model.loss(outputs, other)['loss_ce']
+    assert abs(a.item() - b.item()) > 1e-6, (a, b)
+
+def test_avsc_score_filter_keeps_one_instance_per_category():
+    "With dataset categories, two instances of different categories in a frame both survive the filters and both light up."
+    from avss_nb.avsc import potential_instances, localisation_map
+    from avss_nb.labels import CLASSES, NUM_CLASSES
+    guitar, man = CLASSES.index('guitar'), CLASSES.index('man')
+    logits = torch.full((1, 3, NUM_CLASSES + 1), -10.)
+    logits[0, 0, guitar] = logits[0, 1, man] = logits[0, 2, -1] = 10.     # a guitar, a man, a non-object
+    masks = torch.full((1, 3, 4, 4), -10.); masks[0, 0, :2] = 10; masks[0, 1, 2:] = 10
+    keep, cats, binary = potential_instances(logits, masks)
+    assert keep.tolist() == [[True, True, False]]
+    p_a = torch.zeros(1, NUM_CLASSES); p_a[0, guitar] = 0.9               # the audio says: guitar
+    s_asl, _ = localisation_map(p_a, keep, cats, binary)
+    assert s_asl[0, :2].min() > 0.85 and s_asl[0, 2:].max() == 0         # the guitar is selected, the silent man is not
+
+def test_avsc_paper_mask_loss_option():
+    "mask_loss='focal' gives the paper's Eq. 3 weights (focal 20, Dice 1, class 1) and a finite, trainable loss."
+    from avss_nb.avsc import build_avsc
+    torch.manual_seed(0)
+    model = build_avsc('smoke', 'ms3', mask_loss='focal')
+    c = model.config
+    assert (c.mask_weight, c.dice_weight, c.class_weight) == (20.0, 1.0, 1.0)
+    batch = toy('binary')
+    parts = model.loss(model(batch), batch)
+    assert torch.isfinite(parts['loss']) and parts['loss_mask'] > 0
+    parts['loss'].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.segmenter.parameters())
+
+def test_avsc_unknown_category_is_a_clear_error():
+    "A category outside the class space names itself and the setting that fixes it."
+    from avss_nb.avsc import build_avsc
+    model = build_avsc('smoke', 's4')
+    batch = dict(toy('binary', 'v1s'), category=['banjo', 'banjo'])
+    with pytest.raises(ValueError, match="categories="): model.targets(batch)
+
+def test_semantic_layout_items_carry_category(tmp_path):
+    "FreeAVS on disk (AVSBench-semantic layout) gives items the metadata's `a_obj`, which AVSC's binary targets read."
+    from avss_nb.freeavs import make_toy_dataset
+    from avss_nb.data import AVSBenchSemantic
+    from avss_nb.labels import CLASSES
+    make_toy_dataset(tmp_path, 2, size=32)
+    item = AVSBenchSemantic(tmp_path, 'v1s', 'train', size=32, binary=True)[0]
+    assert item['category'] in CLASSES[1:], item['category']
