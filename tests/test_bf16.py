@@ -117,3 +117,27 @@ def test_bf16_step_and_eval(name, task, priors):
     assert torch.isfinite(pred['prob']).all() and pred['prob'].min() >= 0 and pred['prob'].max() <= 1
     top = 1 if task == 'binary' else 70
     assert pred['labels'].min() >= 0 and pred['labels'].max() <= top
+
+@pytest.mark.parametrize('name', MODELS)
+@pytest.mark.parametrize('task', ['binary', 'semantic'])
+def test_trainer_amp_path(name, task, monkeypatch):
+    "The trainer's own AMP path (`Trainer.fit` -> `train_step`, then `evaluate`), with its CUDA-only bf16 autocast pointed at the CPU."
+    import contextlib
+    import avss_nb.train as train_mod
+    from avss_nb.train import Trainer, TrainConfig
+    used = []
+    def cpu_autocast(device, enabled=True):
+        used.append(enabled)
+        return torch.autocast('cpu', dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+    monkeypatch.setattr(train_mod, 'autocast', cpu_autocast)
+    torch.manual_seed(0)
+    model = build(name, 'smoke', task)
+    train = ToyAVS('v1m', 'train', n_videos=2, size=SIZE, binary=task == 'binary')
+    val = ToyAVS('v1m', 'val', n_videos=1, size=SIZE, binary=task == 'binary')
+    cfg = TrainConfig(epochs=1, batch_size=2, device='cpu', amp=True, progress=False, tensorboard=False)
+    result = Trainer(model, criterion_for(model), train, val, cfg, task=task).fit()
+    assert used and all(used), used                                    # forward/loss and evaluation ran under autocast
+    row = result['last']
+    assert row['train_loss'] == row['train_loss'] and abs(row['train_loss']) < float('inf'), row
+    assert 0 <= row['val_miou'] <= 1 and row['val_frames'] > 0, row
+    assert all(p.dtype == torch.float32 for p in model.parameters())
