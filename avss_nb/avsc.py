@@ -45,6 +45,7 @@ class AVSCConfig:
     categories: tuple|None = None      # the dataset's category names, index 0 = background; None: the 71 AVSBench classes
     binary_categories: str = 'dataset' # binary tasks: 'dataset' (the paper: K dataset categories, from items' `category`) or 'sounding' (K = 2)
     mask_loss: str = 'bce'             # 'bce' (Mask2Former's point-sampled BCE) or 'focal' (the paper's Eq. 3 focal)
+    unknown_categories: str = 'warn'   # an item category outside `categories`: 'warn' (then any category) or 'error'
     class_weight: float = 2.0          # Eq. 2 cross-entropy (Mask2Former weight; the paper: 1)
     mask_weight: float = 5.0           # BCE (Mask2Former) or focal (the paper's lambda_f = 20) weight
     dice_weight: float = 5.0           # Eq. 3 Dice (Mask2Former weight; the paper's lambda_d = 1)
@@ -86,6 +87,8 @@ class AVSCConfig:
             raise ValueError(f"audio_activation must be 'sigmoid' or 'softmax', got {self.audio_activation!r}")
         if self.binary_categories not in ('dataset', 'sounding'):
             raise ValueError(f"binary_categories must be 'dataset' or 'sounding', got {self.binary_categories!r}")
+        if self.unknown_categories not in ('warn', 'error'):
+            raise ValueError(f"unknown_categories must be 'warn' or 'error', got {self.unknown_categories!r}")
         if self.mask_loss not in ('bce', 'focal'): raise ValueError(f"mask_loss must be 'bce' or 'focal', got {self.mask_loss!r}")
         if self.categories is not None and (len(self.categories) < 2 or self.categories[0] != 'background'):
             raise ValueError(f"categories must list 'background' first and at least one category, got {self.categories!r}")
@@ -188,6 +191,7 @@ def audio_visual_correspondence_loss(s_asl:torch.Tensor,  # [N,H,W] localisation
     return -(y * s.log() + (1 - y) * (1 - s).log()).mean()
 
 # %% ../nbs/10c_avsc.ipynb #78d1e225
+import warnings
 from .criterion import HungarianMatcher, point_sample, pairwise_mask_costs, uncertain_points
 
 class AudioClassifier(nn.Module):
@@ -203,8 +207,11 @@ class AudioClassifier(nn.Module):
     def forward(self, log_mel:torch.Tensor) -> torch.Tensor:   # [N,96,64] -> [N,K] logits
         return self.mlp(self.encoder(log_mel))
 
+_WARNED = set()
+
 def frame_candidates(batch:dict,   # a collated batch; `category` [B] strings where the dataset has them
                      names:tuple,  # the class space, index 0 = background
+                     unknown:str='warn', # a category outside `names`: 'warn' once and allow any category, or 'error'
                     ) -> torch.Tensor: # bool [B*T,K]: the categories a frame's sounding mask may belong to
     "Per frame, its video's categories (`category_ids`); every non-background category where the video's are unknown."
     b, t = batch['target'].shape[:2]
@@ -212,7 +219,12 @@ def frame_candidates(batch:dict,   # a collated batch; `category` [B] strings wh
     if isinstance(cats, str): cats = [cats] * b
     out = torch.zeros(b, len(names), dtype=torch.bool)
     for i, category in enumerate(cats):
-        ids = category_ids(category or '', names)
+        try: ids = category_ids(category or '', names)
+        except ValueError as e:
+            if unknown == 'error': raise ValueError(f"video {(batch.get('id') or ['?'] * b)[i]}: {e}") from None
+            if category not in _WARNED:
+                _WARNED.add(category); warnings.warn(f"AVSC: {e}; its videos are trained as 'any category'")
+            ids = []
         if ids: out[i, ids] = True
         else: out[i, 1:] = True
     return out.repeat_interleave(t, 0)
@@ -333,7 +345,7 @@ class AVSC(nn.Module):
         "Per frame None or its sounding segments, with the candidate categories of each (binary: from the items' `category`)."
         c = self.config
         binary_dataset = c.kind == 'binary' and c.binary_categories == 'dataset'
-        cand = frame_candidates(batch, c.category_names) if binary_dataset else None
+        cand = frame_candidates(batch, c.category_names, c.unknown_categories) if binary_dataset else None
         return sounding_targets(batch['target'], batch['has_gt'], c.num_classes, cand)
 
     def _set_loss(self, layer:dict, frames:list, targets:list, num_masks) -> tuple:
