@@ -51,7 +51,7 @@ class GPUCheckConfig:
         kw.update(overrides)
         return cls(**kw)
 
-# %% ../nbs/20_gpu_check.ipynb #a1e6419c
+# %% ../nbs/20_gpu_check.ipynb #36962836
 class StageTimeout(Exception):
     "A stage ran past its time limit."
 
@@ -75,6 +75,7 @@ def run_stage(report:dict,     # the report; the stage's record is appended to r
               limit:float,     # seconds
               fn,              # fn() -> dict of results
               write=None,      # callable(report) run after the stage (the report on disk stays current)
+              partial:dict|None=None, # filled by `fn` as it goes; kept as the result when the stage fails or times out
              ) -> dict:
     "Run one stage under its time limit; record status ('ok', 'error', 'timeout'), seconds, results or the error; never raise."
     rec = dict(name=name, limit_s=round(limit, 1), status='running')
@@ -87,6 +88,7 @@ def run_stage(report:dict,     # the report; the stage's record is appended to r
     except Exception as e:
         rec.update(status='error', error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8)[-4000:])
     finally:
+        if rec['status'] != 'ok' and partial: rec['result'] = partial
         rec['seconds'] = round(time.time() - t0, 2)
         gc.collect()                                              # a failed stage's model and batches, before the next one
         if torch.cuda.is_available():
@@ -129,11 +131,14 @@ def environment(device:torch.device) -> dict:
     env['avss_nb_import_errors'] = failed
     return env
 
-# %% ../nbs/20_gpu_check.ipynb #b050c27f
-def bench_stage(cfg:GPUCheckConfig, device:torch.device, deadline:float) -> dict:
+# %% ../nbs/20_gpu_check.ipynb #88223e1d
+def bench_stage(cfg:GPUCheckConfig, device:torch.device, deadline:float,
+                out:dict|None=None, # filled shape by shape (what a timeout leaves)
+               ) -> dict:
     "`bench model --vs-hf` (AAVS against HF Mask2Former) at `cfg.bench_preset`, bf16 inference and training, per batch shape."
     from avss_nb.aavs import bench_model, format_bench
-    out = dict(preset=cfg.bench_preset, runs=[])
+    out = out if out is not None else {}
+    out.update(preset=cfg.bench_preset, runs=[])
     for videos, frames in cfg.bench_shapes:
         run = dict(videos=videos, frames=frames, images=videos * frames)
         if time.time() > deadline: run.update(status='skipped', error='bench time limit reached'); out['runs'].append(run); continue
@@ -183,11 +188,13 @@ def data_stage(cfg:GPUCheckConfig, datasets:dict) -> dict:
                          seconds=round(time.time() - t0, 2))
     return out
 
-# %% ../nbs/20_gpu_check.ipynb #5472d313
+# %% ../nbs/20_gpu_check.ipynb #b32e0aaf
 class _Enough(Exception):
     "Stops the trainer after its step or time allowance."
 
-def train_stage(cfg:GPUCheckConfig, name:str, task:str, datasets:dict, device:torch.device, limit:float) -> dict:
+def train_stage(cfg:GPUCheckConfig, name:str, task:str, datasets:dict, device:torch.device, limit:float,
+                progress:dict|None=None, # steps and losses so far (what a timeout leaves)
+               ) -> dict:
     "One short epoch of `name` at `cfg.preset` (the trainer's bf16 AMP path on CUDA), then an evaluation on the val items."
     from avss_nb.models import build, criterion_for
     from avss_nb.train import Trainer, TrainConfig, evaluate
@@ -200,10 +207,12 @@ def train_stage(cfg:GPUCheckConfig, name:str, task:str, datasets:dict, device:to
     tc = TrainConfig.from_preset(cfg.preset, task, epochs=1, device=str(device), progress=False, tensorboard=False, workers=0,
                                  seed=cfg.seed)
     steps, losses, step_times = [0], [], []
+    if progress is not None: progress.update(model=name, task=task, losses=losses, step_s=None)
     train_until = t0 + 0.7 * limit                                    # the rest is for the evaluation
     def guard(trainer, event):
         if event != 'step': return
         steps[0] += 1; losses.append(trainer.last_loss); step_times.append(time.time())
+        if progress is not None: progress.update(steps=steps[0], last_step_at_s=round(step_times[-1] - t0, 2))
         if steps[0] >= cfg.max_steps or time.time() > train_until: raise _Enough()
     trainer = Trainer(model, criterion_for(model), datasets[(task, 'train')], None, tc, out_dir=None, task=task, callbacks=[guard])
     t1 = time.time()
@@ -226,7 +235,7 @@ def train_stage(cfg:GPUCheckConfig, name:str, task:str, datasets:dict, device:to
     del trainer, model
     return out
 
-# %% ../nbs/20_gpu_check.ipynb #62b233d6
+# %% ../nbs/20_gpu_check.ipynb #86e6c5ce
 REPORT_NAME = 'gpu_check'   # gpu_check.json and gpu_check.md
 
 def _write_atomic(path:Path, text:str):
@@ -271,20 +280,24 @@ def run_gpu_check(config:GPUCheckConfig|None=None, # what to run; default GPUChe
     left = lambda: end - time.time()
     env = run_stage(report, 'environment', min(cfg.env_s, left()), lambda: environment(device), write)
     report['environment'] = env.get('result', {})
-    run_stage(report, 'bench', min(cfg.bench_s, left()), lambda: bench_stage(cfg, device, time.time() + 0.8 * min(cfg.bench_s, left())), write)
+    bench = {}
+    run_stage(report, 'bench', min(cfg.bench_s, left()),
+              lambda: bench_stage(cfg, device, time.time() + 0.8 * min(cfg.bench_s, left()), bench), write, partial=bench)
     datasets = {}
     run_stage(report, 'data', min(cfg.data_s, left()), lambda: data_stage(cfg, datasets), write)
     jobs = [(task, name) for task in cfg.tasks for name in cfg.models]
     for i, (task, name) in enumerate(jobs):
         share = left() / (len(jobs) - i)                         # an equal part of what is left
-        run_stage(report, f'train {name}/{task}', share, lambda: train_stage(cfg, name, task, datasets, device, share), write)
+        progress = {}
+        run_stage(report, f'train {name}/{task}', share,
+                  lambda: train_stage(cfg, name, task, datasets, device, share, progress), write, partial=progress)
     report['finished'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
     report['summary'] = {s: sum(1 for st in report['stages'] if st['status'] == s) for s in ('ok', 'error', 'timeout')}
     write(report)
     if verbose: print(format_report(report), flush=True)   # the whole report on stdout too (a command's output comes back)
     return report
 
-# %% ../nbs/20_gpu_check.ipynb #09c5e0ff
+# %% ../nbs/20_gpu_check.ipynb #d9ed05c4
 def _cell(v, digits:int=3) -> str:
     if v is None: return '–'
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
@@ -306,7 +319,7 @@ def format_report(report:dict) -> str:
              '## Stages', '', '| stage | status | seconds | limit |', '|---|---|---:|---:|']
     lines += [f"| {s['name']} | {s['status']} | {s.get('seconds', 0):.1f} | {s['limit_s']:.0f} |" for s in stages]
     bench = next((s for s in stages if s['name'] == 'bench'), None)
-    if bench and bench.get('result'):
+    if bench and bench.get('result', {}).get('runs'):
         lines += ['', f"## bench model --vs-hf ({bench['result']['preset']} configuration, bf16)", '']
         for run in bench['result']['runs']:
             lines.append(f"{run['videos']} video(s) x {run['frames']} frames = {run['images']} images: {run['status']}"
@@ -318,7 +331,8 @@ def format_report(report:dict) -> str:
                   '| model | task | status | steps | batch | loss first → last | s/step | peak MiB | val mIoU | val F | train s | eval s |',
                   '|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|']
         for s in rows:
-            r = s.get('result') or {}
+            r = dict(s.get('result') or {})
+            if r.get('losses') and 'loss_first' not in r: r.update(loss_first=r['losses'][0], loss_last=r['losses'][-1])
             model, task = s['name'][len('train '):].split('/')
             val = r.get('val', {})
             lines.append(f"| {model} | {task} | {s['status']} | {_cell(r.get('steps'))} | {_cell(r.get('batch_size'))} | "

@@ -41,6 +41,7 @@ def test_failures_are_recorded_and_the_rest_runs(tmp_path):
     report = run_gpu_check(cfg, verbose=False)
     status = {s['name']: s['status'] for s in report['stages']}
     assert status['bench'] == 'timeout'
+    assert report['stages'][1]['result']['preset'] == 'smoke'            # what the stage had done is kept
     assert status['train nosuchmodel/binary'] == 'error' and status['train tpavi/binary'] == 'ok', status
     saved, md = read_report(tmp_path)
     assert saved['summary'] == {'ok': 3, 'error': 1, 'timeout': 1}
