@@ -46,3 +46,22 @@ def test_failures_are_recorded_and_the_rest_runs(tmp_path):
     saved, md = read_report(tmp_path)
     assert saved['summary'] == {'ok': 3, 'error': 1, 'timeout': 1}
     assert '### train nosuchmodel/binary (error)' in md and 'unknown model' in md
+
+def test_runs_without_what_the_gpu_machine_lacks(tmp_path):
+    "`python -m avss_nb.gpu_check` with soundfile, PyAV, nbdev, papermill, Jupyter and TensorBoard unimportable (as there)."
+    import subprocess, sys, os
+    from pathlib import Path
+    lacks = ('soundfile', 'av', 'nbdev', 'papermill', 'nbformat', 'nbclient', 'ipykernel', 'fastcore', 'execnb', 'tensorboard',
+             'torch.utils.tensorboard')
+    code = (f"import sys\nfor m in {lacks!r}: sys.modules[m] = None\n"
+            "from avss_nb.gpu_check import main\n"
+            f"sys.exit(main(['--quick-test', '--no-hf', '--models', 'tpavi', '--tasks', 'binary', '--out', {str(tmp_path)!r}]))")
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, '-c', code], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report, md = read_report(tmp_path)
+    assert report['environment']['avss_nb_import_errors'] == {}, report['environment']['avss_nb_import_errors']
+    assert report['environment']['packages']['soundfile'] is None and report['environment']['packages']['av'] is None
+    assert report['summary'] == {'ok': 4, 'error': 0, 'timeout': 0}, [(s['name'], s['status'], s.get('error')) for s in report['stages']]
+    assert 'soundfile missing' in md and '# avss_nb gpu-check' in proc.stdout   # the report is printed too
