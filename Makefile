@@ -8,7 +8,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 PRESET ?= quick
 PYTEST_ARGS ?=
 
-.PHONY: install hooks test sync-check reproduce gpu-wheels clean-venv
+.PHONY: install hooks test sync-check reproduce gpu-wheels gpu-check clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,14 @@ gpu-wheels: install
 		--platform any -d .whl papermill nbdev ipykernel soundfile cffi
 	@cd .whl && for name in $(GPU_HAS); do rm -f $$name-*.whl $$(echo $$name | sed 's/^./\U&/')-*.whl; done; \
 	ls | wc -l | xargs echo "wheels in .whl:"; du -sh . | cut -f1 | xargs echo "size:"
+
+# One command for a lent GPU machine (<= 8 min): environment, bench model --vs-hf at the paper configuration, one short
+# epoch + evaluation per model on FreeAVS rendered from data/freeavs_pack; report gpu_check.{md,json} in $(OUT)
+# (default results/gpu). Runs with the machine's own python3 (no venv, no install); see README "On a GPU machine".
+GPU_CHECK_PYTHON ?= python3
+OUT ?= results/gpu
+gpu-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1 $(GPU_CHECK_PYTHON) -m avss_nb.gpu_check --out "$(OUT)" $(GPU_CHECK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

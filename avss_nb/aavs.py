@@ -156,7 +156,10 @@ def postprocess(pred_logits:torch.Tensor, # [N,Q,K+1]
                 image_size:int,           # input side: masks are upsampled to it before the sigmoid
                 size:int,                 # output side
                ) -> dict:                 # labels [N,size,size] int64, prob [N,size,size] float, scores [N,K,size,size]
-    "Per-class score maps from mask classification, then labels and the sounding probability."
+    "Per-class score maps from mask classification, then labels and the sounding probability (fp32, autocast off)."
+    with torch.autocast(pred_masks.device.type, enabled=False): return _postprocess(pred_logits, pred_masks, task, image_size, size)
+
+def _postprocess(pred_logits, pred_masks, task, image_size, size) -> dict:
     cls = pred_logits.float().softmax(-1)[..., :-1]                                       # [N,Q,K]
     masks = F.interpolate(pred_masks.float(), size=(image_size, image_size), mode='bilinear', align_corners=False).sigmoid()
     scores = torch.einsum('nqk,nqhw->nkhw', cls, masks)                                 # [N,K,S,S]

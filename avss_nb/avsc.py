@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 import torch, torch.nn as nn, torch.nn.functional as F
 from .config import Preset, get_preset
-from .labels import NUM_CLASSES, IGNORE_INDEX, BACKGROUND
+from .labels import NUM_CLASSES, IGNORE_INDEX, BACKGROUND, CLASSES
 from .audio import build_audio_encoder, EMBEDDING_SIZE
 from .backbone import MSDeformPixelDecoder
 from .masked_decoder import MaskedAttentionDecoder
@@ -18,14 +18,15 @@ from .criterion import CriterionConfig, SetCriterion, semantic_targets, _num_mas
 from .peer_parts import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, eval_outputs
 
 # %% auto #0
-__all__ = ['AVSCConfig', 'PotentialObjectSegmenter', 'potential_instances', 'localisation_map', 'silent_object_aware_loss',
-           'audio_visual_correspondence_loss', 'AudioClassifier', 'sounding_targets', 'AVSC', 'build_avsc']
+__all__ = ['PAPER_MASK_LOSS', 'AVSCConfig', 'category_ids', 'PotentialObjectSegmenter', 'potential_instances', 'localisation_map',
+           'silent_object_aware_loss', 'audio_visual_correspondence_loss', 'AudioClassifier', 'frame_candidates',
+           'sounding_targets', 'CandidateMatcher', 'candidate_ce', 'point_focal_dice', 'AVSC', 'build_avsc']
 
 # %% ../nbs/10c_avsc.ipynb #daf6ef47
 @dataclass(frozen=True)
 class AVSCConfig:
     "AVSC settings; `from_preset` derives them from a `Preset`."
-    kind: str = 'binary'               # 'binary' (classes 0/1) or 'semantic' (71 classes)
+    kind: str = 'binary'               # 'binary' (sounding masks) or 'semantic' (71-class masks)
     backbone: str = 'resnet50'         # timm encoder (Table 7: ResNet-50 or PVT-v2)
     backbone_weights: str|None = None  # local timm checkpoint file
     backbone_kwargs: dict = field(default_factory=dict)
@@ -41,9 +42,13 @@ class AVSCConfig:
     classifier_hidden: int = 256       # the audio MLP's hidden width
     audio_activation: str = 'sigmoid'  # 'sigmoid' (multi-label, default) or 'softmax' (the paper's simplex)
     audio_prior: float = 0.01          # initial sigmoid probability of every category (RetinaNet-style bias init)
-    class_weight: float = 2.0          # Eq. 2 cross-entropy (Mask2Former weight, see the text)
-    mask_weight: float = 5.0           # point-sampled BCE in place of Eq. 3's 20 x focal
-    dice_weight: float = 5.0           # Eq. 3 Dice (Mask2Former weight)
+    categories: tuple|None = None      # the dataset's category names, index 0 = background; None: the 71 AVSBench classes
+    binary_categories: str = 'dataset' # binary tasks: 'dataset' (the paper: K dataset categories, from items' `category`) or 'sounding' (K = 2)
+    mask_loss: str = 'bce'             # 'bce' (Mask2Former's point-sampled BCE) or 'focal' (the paper's Eq. 3 focal)
+    unknown_categories: str = 'warn'   # an item category outside `categories`: 'warn' (then any category) or 'error'
+    class_weight: float = 2.0          # Eq. 2 cross-entropy (Mask2Former weight; the paper: 1)
+    mask_weight: float = 5.0           # BCE (Mask2Former) or focal (the paper's lambda_f = 20) weight
+    dice_weight: float = 5.0           # Eq. 3 Dice (Mask2Former weight; the paper's lambda_d = 1)
     no_object_weight: float = 0.1      # down-weighting of the non-object class
     soas_weight: float = 1.0           # Eq. 5 lambda_soas
     avc_weight: float = 1.0            # weight of L_avc (Eq. 6)
@@ -51,12 +56,18 @@ class AVSCConfig:
     sounding_threshold: float = 0.5    # S_asl above this is sounding
 
     @property
-    def num_classes(self) -> int: return 2 if self.kind == 'binary' else NUM_CLASSES
+    def category_names(self) -> tuple:
+        "Names of the K categories of the class space (index 0 = background)."
+        if self.kind == 'binary' and self.binary_categories == 'sounding': return ('background', 'sounding')
+        return tuple(self.categories) if self.categories is not None else CLASSES
+
+    @property
+    def num_classes(self) -> int: return len(self.category_names)
 
     @classmethod
     def from_preset(cls, preset:Preset|str, # preset or its name
                     task:str='binary',      # 'binary', 'semantic', 's4', 'ms3' or 'avss'
-                    **overrides,            # any field
+                    **overrides,            # any field; mask_loss='focal' also sets the paper's weights (class 1, focal 20, Dice 1)
                    ) -> 'AVSCConfig':
         "Settings for `preset` and `task`."
         preset = get_preset(preset) if isinstance(preset, str) else preset
@@ -67,12 +78,37 @@ class AVSCConfig:
                   heads=preset.num_heads, dim_feedforward=preset.dim_feedforward,
                   num_queries=100 if big else preset.queries_semantic, train_points=preset.train_points,
                   audio_encoder=audio_kind(preset), classifier_hidden=max(64, preset.hidden_dim))
+        if overrides.get('mask_loss') == 'focal': kw.update(PAPER_MASK_LOSS)
         kw.update(overrides)
         return cls(**kw)
 
     def __post_init__(self):
         if self.audio_activation not in ('sigmoid', 'softmax'):
             raise ValueError(f"audio_activation must be 'sigmoid' or 'softmax', got {self.audio_activation!r}")
+        if self.binary_categories not in ('dataset', 'sounding'):
+            raise ValueError(f"binary_categories must be 'dataset' or 'sounding', got {self.binary_categories!r}")
+        if self.unknown_categories not in ('warn', 'error'):
+            raise ValueError(f"unknown_categories must be 'warn' or 'error', got {self.unknown_categories!r}")
+        if self.mask_loss not in ('bce', 'focal'): raise ValueError(f"mask_loss must be 'bce' or 'focal', got {self.mask_loss!r}")
+        if self.categories is not None and (len(self.categories) < 2 or self.categories[0] != 'background'):
+            raise ValueError(f"categories must list 'background' first and at least one category, got {self.categories!r}")
+
+PAPER_MASK_LOSS = dict(class_weight=1.0, mask_weight=20.0, dice_weight=1.0)   # Eq. 2-3: -log p + 20 focal + 1 Dice
+
+def category_ids(category:str,    # an item's `category`: '' (unknown), one name, or names joined by '_' (FreeAVS `a_obj`)
+                 names:tuple,     # the class space, index 0 = background
+                ) -> list:        # sorted class indices; [] when unknown
+    "The class indices an item's category names: whole names first, then '_'-separated parts, longest names first."
+    if not category: return []
+    index = {n: i for i, n in enumerate(names)}
+    if category in index: return [index[category]]
+    parts, out, i = category.split('_'), set(), 0
+    while i < len(parts):
+        for j in range(len(parts), i, -1):                       # the longest run of parts that is a name
+            if '_'.join(parts[i:j]) in index: out.add(index['_'.join(parts[i:j])]); i = j; break
+        else: raise ValueError(f"category {category!r}: {parts[i]!r} is none of AVSC's {len(names)} categories; "
+                               "give the dataset's category names as AVSCConfig(categories=...)")
+    return sorted(out)
 
 # %% ../nbs/10c_avsc.ipynb #c1b97d19
 class PotentialObjectSegmenter(nn.Module):
@@ -132,8 +168,8 @@ def silent_object_aware_loss(pred_masks:torch.Tensor, # [N,Q,h,w] mask logits
                              sounding:torch.Tensor,   # bool [N,h,w]: union of ground-truth sounding masks
                              valid:torch.Tensor,      # bool [N]: frames to average over
                             ) -> torch.Tensor:
-    "Eq. 4: sum over non-object queries of IoU(mask, union of sounding masks), mean over valid frames."
-    prob = pred_masks.sigmoid()                                      # [N,Q,h,w]
+    "Eq. 4: sum over non-object queries of IoU(mask, union of sounding masks), mean over valid frames (fp32)."
+    prob = pred_masks.float().sigmoid()                              # [N,Q,h,w]
     fg = sounding[:, None].to(prob.dtype)                            # [N,1,h,w]
     inter = (prob * fg).flatten(2).sum(-1)                           # [N,Q]
     union = (prob + fg - prob * fg).flatten(2).sum(-1)
@@ -144,13 +180,20 @@ def silent_object_aware_loss(pred_masks:torch.Tensor, # [N,Q,h,w] mask logits
 def audio_visual_correspondence_loss(s_asl:torch.Tensor,  # [N,H,W] localisation map in [0,1]
                                      target:torch.Tensor, # [N,H,W] int64 labels (255 ignored)
                                      has_gt:torch.Tensor, # bool [N]
+                                     eps:float=1e-6,      # S_asl is clamped to [eps, 1-eps] before the logs
                                     ) -> torch.Tensor:
-    "Eq. 6: BCE(S_asl, ground-truth sounding mask) over labelled pixels of frames with ground truth."
+    "Eq. 6: BCE(S_asl, ground-truth sounding mask) over labelled pixels of frames with ground truth, in fp32."
     valid = has_gt[:, None, None] & (target != IGNORE_INDEX)
     if not valid.any(): return s_asl.sum() * 0
-    return F.binary_cross_entropy(s_asl[valid].clamp(1e-6, 1 - 1e-6), (target[valid] != BACKGROUND).to(s_asl.dtype))
+    # written out: `F.binary_cross_entropy` is an op CUDA autocast refuses ("unsafe to autocast"), and S_asl is a
+    # probability map (a clamped sum of p_c * m), not a sigmoid of logits, so the logits form does not apply
+    s, y = s_asl[valid].float().clamp(eps, 1 - eps), (target[valid] != BACKGROUND).float()
+    return -(y * s.log() + (1 - y) * (1 - s).log()).mean()
 
 # %% ../nbs/10c_avsc.ipynb #78d1e225
+import warnings
+from .criterion import HungarianMatcher, point_sample, pairwise_mask_costs, uncertain_points
+
 class AudioClassifier(nn.Module):
     "The audio branch: the audio encoder, then an MLP to one logit per category."
     def __init__(self, encoder:nn.Module, num_categories:int, hidden:int=256,
@@ -164,17 +207,106 @@ class AudioClassifier(nn.Module):
     def forward(self, log_mel:torch.Tensor) -> torch.Tensor:   # [N,96,64] -> [N,K] logits
         return self.mlp(self.encoder(log_mel))
 
+_WARNED = set()
+
+def frame_candidates(batch:dict,   # a collated batch; `category` [B] strings where the dataset has them
+                     names:tuple,  # the class space, index 0 = background
+                     unknown:str='warn', # a category outside `names`: 'warn' once and allow any category, or 'error'
+                    ) -> torch.Tensor: # bool [B*T,K]: the categories a frame's sounding mask may belong to
+    "Per frame, its video's categories (`category_ids`); every non-background category where the video's are unknown."
+    b, t = batch['target'].shape[:2]
+    cats = batch.get('category') or [''] * b
+    if isinstance(cats, str): cats = [cats] * b
+    out = torch.zeros(b, len(names), dtype=torch.bool)
+    for i, category in enumerate(cats):
+        try: ids = category_ids(category or '', names)
+        except ValueError as e:
+            if unknown == 'error': raise ValueError(f"video {(batch.get('id') or ['?'] * b)[i]}: {e}") from None
+            if category not in _WARNED:
+                _WARNED.add(category); warnings.warn(f"AVSC: {e}; its videos are trained as 'any category'")
+            ids = []
+        if ids: out[i, ids] = True
+        else: out[i, 1:] = True
+    return out.repeat_interleave(t, 0)
+
 def sounding_targets(target:torch.Tensor, # [B,T,S,S] labels (0 background, 255 no ground truth)
                      has_gt:torch.Tensor, # [B,T] bool
                      num_classes:int,     # K
+                     candidates:torch.Tensor|None=None, # bool [B*T,K] (binary targets): the categories of each frame's sounding mask
                     ) -> list:
-    "Per frame: None (no ground truth) or the semantic targets of `avss_nb.criterion` without the background segment."
+    "Per frame: None (no ground truth) or the sounding segments (`labels`, `masks`, `valid`, `candidates` bool [n,K])."
     out = []
-    for frame in semantic_targets(target, has_gt, num_classes):
+    for i, frame in enumerate(semantic_targets(target, has_gt, None if candidates is not None else num_classes)):
         if frame is None: out.append(None); continue
         keep = frame['labels'] != BACKGROUND
-        out.append(dict(labels=frame['labels'][keep], masks=frame['masks'][keep], valid=frame['valid']))
+        labels, masks = frame['labels'][keep], frame['masks'][keep]
+        if candidates is None: cand = F.one_hot(labels, num_classes).bool()
+        else:
+            if len(labels) and labels.max() > 1: raise ValueError(f"binary targets hold labels {labels.tolist()}; expected 0/1")
+            cand = candidates[i].to(labels.device)[None].expand(len(labels), -1)
+            labels = cand.float().argmax(1)                              # the first candidate, for bookkeeping only
+        out.append(dict(labels=labels, masks=masks, valid=frame['valid'], candidates=cand))
     return out
+
+class CandidateMatcher(HungarianMatcher):
+    "Hungarian matching whose class cost is -P(any of a segment's candidate categories); one candidate: HF Mask2Former's."
+    @torch.no_grad()
+    def cost_matrices(self, pred_logits, pred_masks, targets, coords=None) -> list:
+        v = pred_logits.shape[0]
+        if coords is None: coords = torch.rand(v, self.num_points, 2, device=pred_masks.device)
+        point_logits = point_sample(pred_masks.float(), coords)               # [V,Q,P]
+        probs = pred_logits.float().softmax(-1)[..., :-1]                      # [V,Q,K]
+        costs = []
+        for i, tgt in enumerate(targets):
+            point_targets = point_sample(tgt['masks'][None].to(point_logits), coords[i:i + 1])[0]   # [n,P]
+            weights = None if tgt['valid'] is None else point_sample(tgt['valid'][None, None].to(point_logits), coords[i:i + 1])[0, 0]
+            bce, dice = pairwise_mask_costs(point_logits[i], point_targets, weights)
+            p_class = probs[i] @ tgt['candidates'].to(probs).T                 # [Q,n]
+            cost = self.cost_mask * bce - self.cost_class * p_class + self.cost_dice * dice
+            big = torch.finfo(cost.dtype).max
+            costs.append(torch.nan_to_num(cost, nan=big, posinf=big, neginf=big))
+        return costs
+
+def candidate_ce(pred_logits:torch.Tensor, # [V,Q,K+1]
+                 indices:list,             # per frame (query rows, segment cols, labels)
+                 targets:list,             # per frame dict with `candidates` bool [n,K]
+                 no_object_weight:float,   # CE weight of the non-object class
+                ) -> torch.Tensor:
+    "Eq. 2's -log p(c_gt): matched queries -log sum_{c in candidates} p_c, the rest -log p(non-object); weighted mean."
+    v, q, k1 = pred_logits.shape
+    logp = pred_logits.float().log_softmax(-1)
+    allowed = torch.zeros(v, q, k1, dtype=torch.bool, device=logp.device); allowed[..., -1] = True
+    weight = torch.full((v, q), no_object_weight, device=logp.device)
+    for i, ((rows, cols, _), tgt) in enumerate(zip(indices, targets)):
+        if not len(rows): continue
+        rows = rows.to(logp.device)
+        allowed[i, rows] = F.pad(tgt['candidates'][cols.to(tgt['candidates'].device)].to(logp.device), (0, 1))
+        weight[i, rows] = 1.0
+    per_query = -logp.masked_fill(~allowed, float('-inf')).logsumexp(-1)   # [V,Q]
+    return (weight * per_query).sum() / weight.sum()
+
+def point_focal_dice(pred_masks:torch.Tensor, # [V,Q,h,w] mask logits
+                     targets:list, indices:list, num_masks, config:CriterionConfig,
+                     alpha:float=0.25, gamma:float=2.0) -> tuple:
+    "The paper's Eq. 3 mask terms on Mask2Former's sampled points: sigmoid focal (MaskFormer's form) and Dice, per matched mask / num_masks."
+    frame = torch.cat([torch.full_like(rows, i) for i, (rows, _, _) in enumerate(indices)]).to(pred_masks.device)
+    rows = torch.cat([rows for rows, _, _ in indices]).to(pred_masks.device)
+    src = pred_masks[frame, rows][:, None].float()                                   # [M,1,h,w]
+    tgt = torch.cat([t['masks'][cols.to(t['masks'].device)] for t, (_, cols, _) in zip(targets, indices)])[:, None].to(src)
+    valid = torch.cat([(torch.ones_like(t['masks'][:1]) if t['valid'] is None else t['valid'][None]).expand(len(c), -1, -1)
+                       for t, (_, c, _) in zip(targets, indices)])[:, None].to(src)
+    with torch.no_grad():
+        coords = uncertain_points(src, config.num_points, config.oversample_ratio, config.importance_sample_ratio)
+        labels, weights = point_sample(tgt, coords)[:, 0], point_sample(valid, coords)[:, 0]   # [M,P]
+    logits = point_sample(src, coords)[:, 0]
+    p = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, labels, reduction='none')
+    p_t = p * labels + (1 - p) * (1 - labels)
+    focal = (alpha * labels + (1 - alpha) * (1 - labels)) * ce * (1 - p_t) ** gamma
+    loss_mask = ((focal * weights).sum(1) / weights.sum(1).clamp(min=1e-6)).sum() / num_masks
+    prob = p * weights
+    dice = 1 - (2 * (prob * labels).sum(1) + 1) / (prob.sum(1) + (labels * weights).sum(1) + 1)
+    return loss_mask, dice.sum() / num_masks
 
 class AVSC(nn.Module):
     "AVSC: potential sounding object segmentation + audio classifier + audio-visual semantic correlation (Eq. 1)."
@@ -187,6 +319,8 @@ class AVSC(nn.Module):
         self.criterion = SetCriterion(CriterionConfig(num_classes=c.num_classes, class_weight=c.class_weight,
                                                       mask_weight=c.mask_weight, dice_weight=c.dice_weight,
                                                       no_object_weight=c.no_object_weight, num_points=c.train_points))
+        m = self.criterion.matcher
+        self.matcher = CandidateMatcher(m.cost_class, m.cost_mask, m.cost_dice, m.num_points)
 
     def forward(self, batch:dict) -> dict:
         "Segmentation outputs (pred_logits [N,Q,K+1], pred_masks [N,Q,S/4,S/4], aux_outputs) and `audio_logits` [N,K]."
@@ -200,31 +334,42 @@ class AVSC(nn.Module):
 
     def localise(self, outputs:dict, size=None) -> dict:
         "S_asl [N,H,W] and the winning instance's category per pixel [N,H,W], at `size` (default S/4)."
-        keep, categories, masks = potential_instances(outputs['pred_logits'], outputs['pred_masks'], size,
-                                                      self.config.mask_threshold)
-        s_asl, weight = localisation_map(self.audio_probs(outputs), keep, categories, masks)
-        strongest = (weight[:, :, None, None] * masks).argmax(1)     # [N,H,W] query index
+        with torch.autocast(outputs['pred_masks'].device.type, enabled=False):   # fp32 map (bf16 would quantise S_asl)
+            keep, categories, masks = potential_instances(outputs['pred_logits'], outputs['pred_masks'], size,
+                                                          self.config.mask_threshold)
+            s_asl, weight = localisation_map(self.audio_probs(outputs), keep, categories, masks)
+            strongest = (weight[:, :, None, None] * masks).argmax(1)     # [N,H,W] query index
         return dict(s_asl=s_asl, category=categories.gather(1, strongest.flatten(1)).view_as(strongest))
 
+    def targets(self, batch:dict) -> list:
+        "Per frame None or its sounding segments, with the candidate categories of each (binary: from the items' `category`)."
+        c = self.config
+        binary_dataset = c.kind == 'binary' and c.binary_categories == 'dataset'
+        cand = frame_candidates(batch, c.category_names, c.unknown_categories) if binary_dataset else None
+        return sounding_targets(batch['target'], batch['has_gt'], c.num_classes, cand)
+
     def _set_loss(self, layer:dict, frames:list, targets:list, num_masks) -> tuple:
-        "CE, BCE, Dice of one decoder layer against the sounding segments, and the matched query indices per frame."
+        "CE, mask loss (BCE or focal), Dice of one decoder layer against the sounding segments, and the matched query indices."
         crit = self.criterion
         logits, masks = layer['pred_logits'][frames], layer['pred_masks'][frames]
         with_segments = [i for i, t in enumerate(targets) if len(t['labels'])]
         empty = torch.zeros(0, dtype=torch.int64)
         indices = [(empty, empty, t['labels']) for t in targets]
         if with_segments:
-            matched = crit.matcher(logits[with_segments], masks[with_segments], [targets[i] for i in with_segments])
+            matched = self.matcher(logits[with_segments], masks[with_segments], [targets[i] for i in with_segments])
             for i, (rows, cols) in zip(with_segments, matched): indices[i] = (rows, cols, targets[i]['labels'])
-            loss_mask, loss_dice = crit.loss_masks(masks[with_segments], [targets[i] for i in with_segments],
-                                                   [indices[i] for i in with_segments], num_masks)
+            seg_targets, seg_indices = [targets[i] for i in with_segments], [indices[i] for i in with_segments]
+            if self.config.mask_loss == 'focal':
+                loss_mask, loss_dice = point_focal_dice(masks[with_segments], seg_targets, seg_indices, num_masks, crit.config)
+            else: loss_mask, loss_dice = crit.loss_masks(masks[with_segments], seg_targets, seg_indices, num_masks)
         else: loss_mask = loss_dice = masks.sum() * 0
-        return dict(loss_ce=crit.loss_labels(logits, indices), loss_mask=loss_mask, loss_dice=loss_dice), indices
+        loss_ce = candidate_ce(logits, indices, targets, self.config.no_object_weight)
+        return dict(loss_ce=loss_ce, loss_mask=loss_mask, loss_dice=loss_dice), indices
 
     def loss(self, outputs:dict, batch:dict) -> dict:
         "Eq. 5 (set loss on every layer + lambda_soas x Eq. 4) + lambda_avc x Eq. 6."
-        c, crit = self.config, self.criterion
-        all_targets = sounding_targets(batch['target'], batch['has_gt'], c.num_classes)
+        c = self.config
+        all_targets = self.targets(batch)
         frames = [i for i, t in enumerate(all_targets) if t is not None]
         targets = [all_targets[i] for i in frames]
         num_masks = _num_masks(sum(len(t['labels']) for t in targets), outputs['pred_logits'].device)

@@ -17,46 +17,76 @@ from .criterion import dice_loss, ce_loss
 from .peer_parts import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, per_pixel_predict, eval_outputs
 
 # %% auto #0
-__all__ = ['AudioQueryGenerator', 'CrossModalMixer', 'AVSegFormerConfig', 'AVSegFormer', 'build_avsegformer']
+__all__ = ['FREEZE_EPOCHS', 'AttentionLayer', 'AudioQueryGenerator', 'CrossModalMixer', 'AVSegFormerConfig', 'official_recipe',
+           'GELUDeformEncoderLayer', 'AVSegFormer', 'build_avsegformer']
 
 # %% ../nbs/10b_avsegformer.ipynb #635060b8
+class AttentionLayer(nn.Module):
+    "One query-generator layer (official `AttentionLayer`): self-attention, cross-attention to the audio, GELU FFN, post-norm; no attention biases."
+    def __init__(self, dim:int, heads:int, ffn_dim:int, dropout:float=0.0):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(dim, heads, bias=False, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(dim, heads, bias=False, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim))
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, query:torch.Tensor, audio:torch.Tensor) -> torch.Tensor:   # [N,Q,D], [N,1,D] -> [N,Q,D]
+        query = self.norm1(query + self.dropout(self.self_attn(query, query, query)[0]))
+        query = self.norm2(query + self.dropout(self.cross_attn(query, audio, audio)[0]))
+        return self.norm3(query + self.dropout(self.ffn(query)))
+
 class AudioQueryGenerator(nn.Module):
-    "Learnable queries that read one audio token per frame through transformer decoder layers, plus a learnable query."
+    "Learnable queries that read one audio token per frame through `AttentionLayer`s, plus a learnable query."
     def __init__(self,
                  dim:int,            # query width
                  num_queries:int,    # 300 in the official configs
                  num_layers:int,     # 6 official
                  heads:int,          # 8 official
                  ffn_dim:int,        # 1024 official
-                 dropout:float=0.1,
+                 dropout:float=0.0,  # official: none
                 ):
         super().__init__()
         self.queries = nn.Embedding(num_queries, dim)
         self.learnable_query = nn.Embedding(num_queries, dim)
-        layer = nn.TransformerDecoderLayer(dim, heads, ffn_dim, dropout, activation='gelu', batch_first=True)
-        self.layers = nn.TransformerDecoder(layer, num_layers)
+        self.layers = nn.ModuleList(AttentionLayer(dim, heads, ffn_dim, dropout) for _ in range(num_layers))
 
     def forward(self, audio_token:torch.Tensor, # [N,1,D]
                ) -> torch.Tensor:               # [N,Q,D]
         queries = self.queries.weight[None].expand(audio_token.shape[0], -1, -1)
-        return self.layers(queries, audio_token) + self.learnable_query.weight[None]
+        for layer in self.layers: queries = layer(queries, audio_token)
+        return queries + self.learnable_query.weight[None]
 
 # %% ../nbs/10b_avsegformer.ipynb #d3bae564
 class CrossModalMixer(nn.Module):
-    "Audio-conditioned channel gate on the mask feature: sigmoid(proj(attn(audio, mask feature))) x mask feature."
-    def __init__(self, dim:int, heads:int, dropout:float=0.1):
+    "Audio-conditioned channel gate on the mask feature (official `CrossModalMixer`): sigmoid(proj(attn(audio, mask feature))) x mask feature."
+    def __init__(self, dim:int, heads:int, dropout:float=0.0, qkv_bias:bool=False):
         super().__init__()
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.heads, self.scale = heads, (dim // heads) ** -0.5
+        self.q_proj = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv_proj = nn.Linear(dim, 2 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def gate(self, mask_feature:torch.Tensor, # [N,D,h,w]
+             audio_token:torch.Tensor,        # [N,1,D]
+            ) -> torch.Tensor:                # [N,D] in (0, 1)
+        "The per-channel gate: the audio token attends over the pixels (one query, `heads` heads)."
+        n, d = mask_feature.shape[:2]
+        pixels = mask_feature.flatten(2).transpose(1, 2)                                    # [N,hw,D]
+        q = self.q_proj(audio_token).view(n, 1, self.heads, d // self.heads).transpose(1, 2)   # [N,H,1,d]
+        k, v = self.kv_proj(pixels).view(n, -1, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)   # 2 x [N,H,hw,d]
+        attn = self.dropout((q @ k.transpose(-2, -1) * self.scale).softmax(-1))           # [N,H,1,hw]
+        return self.dropout(self.proj((attn @ v).transpose(1, 2).reshape(n, d))).sigmoid()
 
     def forward(self, mask_feature:torch.Tensor, # [N,D,h,w]
                 audio_token:torch.Tensor,        # [N,1,D]
                ) -> torch.Tensor:                # [N,D,h,w]
-        pixels = mask_feature.flatten(2).transpose(1, 2)             # [N,hw,D]
-        gate = self.proj(self.attn(audio_token, pixels, pixels)[0]).sigmoid()   # [N,1,D]
-        return mask_feature * gate[:, 0, :, None, None]
+        return mask_feature * self.gate(mask_feature, audio_token)[:, :, None, None]
 
 # %% ../nbs/10b_avsegformer.ipynb #53b3f6c3
+FREEZE_EPOCHS = {'s4': 5, 'ms3': 10, 'avss': 0}   # official `freeze_epochs` per subset (configs/*.py)
+
 @dataclass(frozen=True)
 class AVSegFormerConfig:
     "AVSegFormer settings; `from_preset` derives them from a `Preset`."
@@ -74,7 +104,13 @@ class AVSegFormerConfig:
     decoder_layers: int = 6
     decoder_ffn: int = 2048
     head_ffn: int = 2048               # the head's 1x1-conv MLP width
-    dropout: float = 0.1
+    dropout: float = 0.1               # encoder and decoder dropout (official 0.1)
+    generator_dropout: float = 0.0     # query generator dropout (official: none)
+    mixer_dropout: float = 0.0         # channel-attention mixer dropout (official: none)
+    activation: str = 'gelu'           # FFN activation of the deformable encoder and the decoder (official GELU)
+    init: str = 'xavier'               # 'xavier' (official: xavier_uniform_ on every matrix of the head) or 'torch' defaults
+    mask_projection: bool = False      # True: the shared pixel decoder's signed 1x1 projection (not official)
+    freeze_backbone_epochs: int = 0    # the backbone gets no gradient before this epoch (official S4 5, MS3 10, AVSS 0)
     audio_encoder: str = 'vggish'
     audio_weights: str|None = None     # VGGish weights (then frozen, as the official)
     mix_weight: float = 0.1            # weight of the mixing Dice loss
@@ -83,6 +119,10 @@ class AVSegFormerConfig:
 
     @property
     def num_outputs(self) -> int: return 1 if self.kind == 'binary' else NUM_CLASSES
+
+    def __post_init__(self):
+        if self.activation not in ('gelu', 'relu'): raise ValueError(f"activation must be 'gelu' or 'relu', got {self.activation!r}")
+        if self.init not in ('xavier', 'torch'): raise ValueError(f"init must be 'xavier' or 'torch', got {self.init!r}")
 
     @classmethod
     def from_preset(cls, preset:Preset|str, # preset or its name
@@ -94,17 +134,34 @@ class AVSegFormerConfig:
         preset = get_preset(preset) if isinstance(preset, str) else preset
         kind, subset = resolve_task(task)
         big = preset.name in ('full', 'paper')
+        freeze = FREEZE_EPOCHS.get(subset or ('s4' if kind == 'binary' else 'avss')) if big else 0
         kw = dict(kind=kind, backbone=peer_backbone(preset), dim=preset.hidden_dim, heads=preset.num_heads,
                   num_queries=300 if big else preset.queries_semantic,
                   encoder_layers=preset.pixel_decoder_layers, encoder_ffn=preset.dim_feedforward,
                   generator_layers=6 if big else preset.decoder_layers, generator_ffn=4 * preset.hidden_dim,
                   decoder_layers=6 if big else preset.decoder_layers, decoder_ffn=preset.dim_feedforward,
-                  head_ffn=preset.dim_feedforward, audio_encoder=audio_kind(preset),
+                  head_ffn=preset.dim_feedforward, audio_encoder=audio_kind(preset), freeze_backbone_epochs=freeze,
                   first_frame_only=subset == 's4', prior_fusion=PriorConfig.parse(priors).any)
         kw.update(overrides)
         return cls(**kw)
 
+def official_recipe(task:str='binary', # 'binary', 'semantic', 's4', 'ms3' or 'avss'
+                   ) -> dict:          # TrainConfig fields
+    "The official optimiser recipe (`configs/*`, `scripts/*/train.py`): AdamW lr 2e-5, torch's weight decay, no scheduler, no clipping."
+    kind, subset = resolve_task(task)
+    subset = subset or ('s4' if kind == 'binary' else 'avss')
+    return dict(lr=2e-5, weight_decay=0.01, grad_clip=0.0, schedule='constant',
+                batch_size=4 if subset == 'avss' else 2, epochs={'s4': 30, 'ms3': 60, 'avss': 30}[subset])
+
 # %% ../nbs/10b_avsegformer.ipynb #ef103357
+from .backbone import DeformEncoderLayer
+
+class GELUDeformEncoderLayer(DeformEncoderLayer):
+    "The shared deformable encoder layer with AVSegFormer's GELU FFN (same parameters, same names)."
+    def forward(self, x, pos, reference, shapes):
+        x = self.self_attn_layer_norm(x + self.dropout(self.self_attn(x + pos, reference, x, shapes)))
+        return self.final_layer_norm(x + self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(x))))))
+
 class AVSegFormer(nn.Module):
     "AVSegFormer: audio queries, deformable encoder, transformer decoder, channel-attention mixer, per-pixel head."
     def __init__(self, config:AVSegFormerConfig):
@@ -116,30 +173,44 @@ class AVSegFormer(nn.Module):
         self.audio_proj = nn.Linear(128, d)
         self.pixel_decoder = MSDeformPixelDecoder(self.encoder.channels, hidden_dim=d, mask_dim=d, num_layers=c.encoder_layers,
                                                   heads=c.heads, ffn_dim=c.encoder_ffn, dropout=c.dropout)
-        self.query_generator = AudioQueryGenerator(d, c.num_queries, c.generator_layers, c.heads, c.generator_ffn, c.dropout)
-        layer = nn.TransformerDecoderLayer(d, c.heads, c.decoder_ffn, c.dropout, batch_first=True)
+        if c.activation == 'gelu':
+            self.pixel_decoder.layers = nn.ModuleList(GELUDeformEncoderLayer(d, c.heads, c.encoder_ffn, self.pixel_decoder.levels,
+                                                                             dropout=c.dropout) for _ in range(c.encoder_layers))
+        if not c.mask_projection: self.pixel_decoder.mask_projection = nn.Identity()   # official: the GN + ReLU output itself
+        self.query_generator = AudioQueryGenerator(d, c.num_queries, c.generator_layers, c.heads, c.generator_ffn, c.generator_dropout)
+        layer = nn.TransformerDecoderLayer(d, c.heads, c.decoder_ffn, c.dropout, activation=c.activation, batch_first=True)
         self.decoder = nn.TransformerDecoder(layer, c.decoder_layers)
-        self.mixer = CrossModalMixer(d, c.heads, c.dropout)
+        self.mixer = CrossModalMixer(d, c.heads, c.mixer_dropout)
         self.query_mlp = nn.Sequential(nn.Conv2d(c.num_queries, c.head_ffn, 1), nn.ReLU(inplace=True),
                                        nn.Conv2d(c.head_ffn, c.head_ffn, 1), nn.ReLU(inplace=True), nn.Conv2d(c.head_ffn, d, 1))
         self.fc = nn.Sequential(nn.Conv2d(d, d // 2, 3, padding=1), nn.Upsample(scale_factor=4, mode='bilinear', align_corners=False),
                                 nn.Conv2d(d // 2, 32, 3, padding=1), nn.ReLU(inplace=True),
                                 nn.Conv2d(32, c.num_outputs, 1, bias=False))
+        if c.init == 'xavier':   # official `AVSegHead._reset_parameters`: every matrix of the head, not backbone or VGGish
+            for name, p in self.named_parameters():
+                if p.dim() > 1 and not name.startswith(('encoder.', 'audio_encoder.')): nn.init.xavier_uniform_(p)
+        self.backbone_frozen = c.freeze_backbone_epochs > 0
+
+    def set_epoch(self, epoch:int):
+        "Called by the trainer at the start of each epoch: the backbone gets no gradient before `freeze_backbone_epochs`."
+        self.backbone_frozen = epoch < self.config.freeze_backbone_epochs
 
     def forward(self, batch:dict) -> dict:
-        "`logits` [N,C_out,S,S] and the mixed `mask_feature` [N,D,S/4,S/4] (for the mixing loss)."
+        "`logits` [N,C_out,S,S] and the mixed `mask_feature` [N,D,S/4,S/4] before any prior fusion (for the mixing loss)."
         frames, log_mel, b, t = flatten_frames(batch)                  # [N,3,S,S], [N,96,64]
         audio_token = self.audio_proj(self.audio_encoder(log_mel))[:, None]   # [N,1,D]
-        mask_feature, maps = self.pixel_decoder(self.encoder(frames))  # [N,D,S/4,S/4], [1/32, 1/16, 1/8]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
+            feats = self.encoder(frames)                               # frozen: no gradient, so AdamW skips these weights
+        mask_feature, maps = self.pixel_decoder(feats)                 # [N,D,S/4,S/4] >= 0 (GN + ReLU), [1/32, 1/16, 1/8]
         memory = torch.cat([m.flatten(2).transpose(1, 2) for m in maps], 1)   # [N,L,D]
         queries = self.decoder(self.query_generator(audio_token), memory)     # [N,Q,D]
-        mask_feature = self.mixer(mask_feature, audio_token)
-        if self.config.prior_fusion: mask_feature = fuse_prior(mask_feature, frame_prior(batch, mask_feature.shape[0]))
-        query_maps = torch.einsum('nqd,ndhw->nqhw', queries, mask_feature)   # [N,Q,S/4,S/4]
-        logits = self.fc(mask_feature + self.query_mlp(query_maps))   # [N,C_out,S,S]
+        mixed = self.mixer(mask_feature, audio_token)                  # [N,D,S/4,S/4], still >= 0
+        fused = fuse_prior(mixed, frame_prior(batch, mixed.shape[0])) if self.config.prior_fusion else mixed
+        query_maps = torch.einsum('nqd,ndhw->nqhw', queries, fused)    # [N,Q,S/4,S/4]
+        logits = self.fc(fused + self.query_mlp(query_maps))           # [N,C_out,S,S]
         if logits.shape[-2:] != frames.shape[-2:]:
             logits = F.interpolate(logits, size=frames.shape[-2:], mode='bilinear', align_corners=False)
-        return dict(logits=logits, mask_feature=mask_feature)
+        return dict(logits=logits, mask_feature=mixed)
 
     def loss(self, outputs:dict, batch:dict) -> dict:
         "Dice (binary) or CE (semantic) on frames with ground truth, plus `mix_weight` x Dice of the mixed mask feature."

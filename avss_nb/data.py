@@ -109,7 +109,7 @@ class VideoRecord:
     id: str                 # video name / uid
     subset: str             # s4, ms3, v1s, v1m, v2
     split: str              # train, val, test
-    category: str           # S4 category; '' where unknown
+    category: str           # S4 category, or AVSBench-semantic / FreeAVS `a_obj`; '' where unknown
     frames: list            # [T] frame image paths
     masks: list             # [T] mask paths, None where the frame has no ground truth
     audio: Path             # .pkl (object) or audio.wav (semantic)
@@ -429,6 +429,7 @@ class AVSBenchSemantic(AVSBenchDataset):
                 diff = [k for k in want if got.get(k) != want[k]][:3] if isinstance(got, dict) else []
                 raise AVSBenchError(l2i, f"{len(got) if isinstance(got, dict) else '?'} classes in another order or naming than the "
                                          f"71-class AVSBench map this reader uses (e.g. {diff})")
+        a_obj = header.index('a_obj') if 'a_obj' in header else None     # sounding categories (FreeAVS: names joined by '_')
         records, bad, seen = [], [], {}
         for i, row in enumerate(rows):
             if len(row) <= max(col.values()): raise AVSBenchError(base/'metadata.csv', f'row {i + 2} has {len(row)} columns, needs {max(col.values()) + 1}')
@@ -441,7 +442,8 @@ class AVSBenchSemantic(AVSBenchDataset):
             T, vdir = NUM_FRAMES[label], base/label/uid
             fmt, ldir = ('semantic', vdir/'labels_semantic') if (vdir/'labels_semantic').is_dir() else ('rgb', vdir/'labels_rgb')
             n_gt = 1 if (label == 'v1s' and split == 'train') else T
-            records.append(VideoRecord(uid, label, split, '', [vdir/'frames'/f"{t}.jpg" for t in range(T)],
+            category = row[a_obj].strip() if a_obj is not None and a_obj < len(row) else ''
+            records.append(VideoRecord(uid, label, split, category, [vdir/'frames'/f"{t}.jpg" for t in range(T)],
                                        [ldir/f"{t}.png" if t < n_gt else None for t in range(T)], vdir/'audio.wav', fmt))
         self._meta_problems = _meta_row_problems(base/'metadata.csv', bad, on_error)
         if not records: raise AVSBenchError(base/'metadata.csv', f"empty split: no {'/'.join(subsets)} videos with split '{split}'")

@@ -16,7 +16,7 @@ from .avsegformer import build_avsegformer
 from .avsc import build_avsc
 
 # %% auto #0
-__all__ = ['MODELS', 'build', 'criterion_for', 'summarize_models', 'add_cli']
+__all__ = ['MODELS', 'build', 'criterion_for', 'official_recipe', 'summarize_models', 'add_cli']
 
 # %% ../nbs/10d_models.ipynb #a4ace201
 MODELS = ('aavs', 'tpavi', 'avsegformer', 'avsc')
@@ -57,6 +57,16 @@ def criterion_for(model:nn.Module, # a model from `build`, possibly wrapped (DDP
     inner = getattr(model, 'module', None) or getattr(model, '_orig_mod', None) or model
     if not hasattr(inner, 'loss'): raise TypeError(f"{type(inner).__name__} has no loss(outputs, batch); build it with avss_nb.models.build")
     return inner.loss
+
+# %% ../nbs/10d_models.ipynb #7a3c0de1
+def official_recipe(name:str,          # one of MODELS
+                    task:str='binary', # 'binary', 'semantic', 's4', 'ms3' or 'avss'
+                   ) -> dict:          # TrainConfig fields; {} where the model module defines none
+    "The optimiser recipe of `name`'s official code as `TrainConfig` overrides, from the model module's `official_recipe`."
+    if name not in MODELS: raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+    import importlib
+    module = importlib.import_module(f'avss_nb.{name}')
+    return dict(module.official_recipe(task)) if hasattr(module, 'official_recipe') else {}
 
 # %% ../nbs/10d_models.ipynb #9e264cbf
 def summarize_models(preset:str='smoke',    # preset name

@@ -565,6 +565,7 @@ class Trainer:
             while self.epoch < cfg.epochs:
                 if self.batch_in_epoch == 0 and self._phase_for(self.epoch) != self.phase:
                     self._switch_to_adapters()
+                if hasattr(self.model, 'set_epoch'): self.model.set_epoch(self.epoch)   # per-model schedules (AVSegFormer's backbone freeze)
                 generator.manual_seed(cfg.seed * 1000003 + self.epoch)
                 self.sampler.start(self.epoch, self.batch_in_epoch)
                 self.model.train()

@@ -159,7 +159,7 @@ def write_semantic(root, videos: list, size=(16, 12), seed: int = 0) -> dict:
         log_mel = numpy_vggish_log_mel(wav)
         log_mel = np.concatenate([log_mel, np.repeat(log_mel[-1:], max(0, T - len(log_mel)), 0)])[:T] if len(log_mel) else log_mel
         expected[(split, uid)] = Expected(frames, target, [t < n_gt for t in range(T)], log_mel.astype(np.float32),
-                                          label, '', frame_files, mask_files, vdir / 'audio.wav', csv_path)
+                                          label, 'thing', frame_files, mask_files, vdir / 'audio.wav', csv_path)   # category = a_obj
     csv_path.write_text('\n'.join(['vid,uid,s_min,s_sec,a_obj,split,label', *rows]) + '\n')
     return expected
 
