@@ -15,7 +15,7 @@ __all__ = ['CLI_MODULES', 'CLI', 'build_parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #ea6ad71a
 CLI_MODULES = ['avss_nb.audio', 'avss_nb.data', 'avss_nb.freeavs', 'avss_nb.metrics', 'avss_nb.criterion',
-               'avss_nb.aavs', 'avss_nb.models', 'avss_nb.train', 'avss_nb.two_stage', 'avss_nb.runs', 'avss_nb.viz', 'avss_nb.reproduce']
+               'avss_nb.aavs', 'avss_nb.models', 'avss_nb.train', 'avss_nb.two_stage', 'avss_nb.runs', 'avss_nb.viz', 'avss_nb.reproduce', 'avss_nb.learn']
 
 class CLI:
     "Collects nested subcommands ('freeavs build', 'bench data') into one argparse parser."
@@ -77,6 +77,8 @@ def main(argv:list[str]|None=None, # arguments; default sys.argv[1:]
     args = parser.parse_args(argv)
     overrides = {k[len('setting_'):]: v for k, v in vars(args).items() if k.startswith('setting_')}
     args.settings = get_settings(**overrides)
+    from avss_nb.config import apply_threads
+    apply_threads(args.settings.threads)   # before any torch work (settings `threads`, AVSS_THREADS, --threads)
     if not getattr(args, 'func', None):
         parser.print_help(); return 0
     result = args.func(args)

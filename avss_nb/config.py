@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace, asdict, fields
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SETTINGS_FILE', 'PRESETS', 'project_root', 'Settings', 'get_settings', 'resolve_device', 'Preset', 'register_preset',
-           'get_preset']
+__all__ = ['SETTINGS_FILE', 'PRESETS', 'project_root', 'Settings', 'get_settings', 'resolve_device', 'resolve_threads',
+           'apply_threads', 'Preset', 'register_preset', 'get_preset']
 
 # %% ../nbs/00_config.ipynb #f39b471e
 SETTINGS_FILE = 'settings.ini'
@@ -44,6 +44,7 @@ class Settings:
     device: str = 'auto'    # 'auto', 'cpu', 'cuda', 'cuda:1', ...
     workers: int = 2        # DataLoader workers
     seed: int = 0           # default seed
+    threads: str = 'auto'   # torch CPU threads per process: 'auto' (see resolve_threads) or a number
 
     def as_dict(self) -> dict:
         "Plain, JSON-friendly copy."
@@ -95,6 +96,31 @@ def resolve_device(name:str='auto', # 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'
         raise RuntimeError(f"device {name!r} was asked for but torch sees no CUDA device")
     return torch.device(name)
 
+# %% ../nbs/00_config.ipynb #846d633e
+def resolve_threads(value:str|int='auto', # 'auto' or a positive number (settings `threads`)
+                    cpus:int|None=None,    # cores this process may use; default its CPU affinity
+                    local_world:int|None=None, # processes sharing them; default LOCAL_WORLD_SIZE (torchrun) or 1
+                   ) -> int:
+    "Torch CPU threads for one process: a number as given; 'auto': 1 where a process has <= 2 cores, else its cores."
+    text = str(value).strip().lower()
+    if text != 'auto':
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"threads must be 'auto' or a positive integer, got {value!r}; "
+                             f"fix `threads` in settings.ini, AVSS_THREADS or --threads")
+        return int(text)
+    if cpus is None: cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    local_world = local_world or int(os.environ.get('LOCAL_WORLD_SIZE', '1') or 1)
+    per = max(1, cpus // max(1, local_world))
+    return 1 if per <= 2 else per
+
+def apply_threads(value:str|int='auto', # settings `threads`
+                 ) -> int:
+    "Set torch's intra-op thread count from the `threads` setting; returns it."
+    import torch
+    n = resolve_threads(value)
+    if torch.get_num_threads() != n: torch.set_num_threads(n)
+    return n
+
 # %% ../nbs/00_config.ipynb #f7f109b5
 @dataclass(frozen=True)
 class Preset:
@@ -137,7 +163,7 @@ PRESETS: dict[str, Preset] = {
     'quick': Preset('quick', image_size=96, eval_size=96, epochs=10, batch_size=4, lr=1e-3, weight_decay=0.05,
                     grad_clip=1.0, backbone='swin_tiny_patch4_window7_224', backbone_kwargs=dict(_TINY_SWIN, img_size=96),
                     hidden_dim=64, pixel_decoder_layers=1, decoder_layers=3, num_heads=4, dim_feedforward=256,
-                    queries_binary=8, queries_semantic=24, train_points=1024, freeavs='quick', max_videos=150),
+                    queries_binary=8, queries_semantic=24, train_points=1024, freeavs='quick', max_videos=300),
     'full':  Preset('full', image_size=224, eval_size=224, epochs=30, batch_size=8, lr=2e-4, weight_decay=0.05,
                     grad_clip=1.0, backbone='swin_tiny_patch4_window7_224', backbone_kwargs=dict(img_size=224),
                     hidden_dim=256, pixel_decoder_layers=6, decoder_layers=9, num_heads=8, dim_feedforward=2048,
