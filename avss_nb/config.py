@@ -147,12 +147,18 @@ class Preset:
     max_videos: int|None = None  # cap on videos per split (None: all)
     seeds: tuple = (0,)          # seeds a table averages over
     pretrained: bool = False     # whether the backbone needs pretrained weights (a local file)
+    visual_pretrained: str|None = None  # 'freeavs-seg': models start their backbone from that pretraining run (avss_nb.pretrain)
+    audio_pretrained: str|None = None   # 'freeavs-cls': models start their audio encoder from that pretraining run
 
     def to_dict(self) -> dict:
         "JSON-friendly copy (tuples become lists)."
-        return json.loads(json.dumps(asdict(self)))
+        d = json.loads(json.dumps(asdict(self)))
+        for k in _LATER_FIELDS:                  # unset, they are left out: run hashes made before they existed stay valid
+            if d.get(k) is None: d.pop(k, None)
+        return d
 
 # %% ../nbs/00_config.ipynb #b7681793
+_LATER_FIELDS = ('visual_pretrained', 'audio_pretrained')   # Preset fields added after runs were recorded
 _TINY_SWIN = dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4)
 
 PRESETS: dict[str, Preset] = {

@@ -134,7 +134,12 @@ class RunSpec:
 def build_model(spec:RunSpec):
     "The spec's model from `avss_nb.models.build` (with its own `loss`)."
     from avss_nb.models import build
-    return build(spec.model, spec.preset, spec.task, spec.priors, **dict(spec.variant))
+    p = get_preset(spec.preset)
+    pre = {}
+    if p.visual_pretrained or p.audio_pretrained:   # encoders start from the FreeAVS pretraining runs (trained once if missing)
+        from avss_nb.pretrain import pretrained_overrides
+        pre = pretrained_overrides(spec.model, p)
+    return build(spec.model, spec.preset, spec.task, spec.priors, **{**pre, **dict(spec.variant)})
 
 def train_config(spec:RunSpec, settings:Settings|None=None, **kw) -> TrainConfig:
     "The TrainConfig of a spec: preset, schedule, seed, settings (device, workers), overrides."
