@@ -149,6 +149,7 @@ class Preset:
     pretrained: bool = False     # whether the backbone needs pretrained weights (a local file)
     visual_pretrained: str|None = None  # 'freeavs-seg': models start their backbone from that pretraining run (avss_nb.pretrain)
     audio_pretrained: str|None = None   # 'freeavs-cls': models start their audio encoder from that pretraining run
+    pretrain_steps: int|None = None     # steps of each pretraining run (None: avss_nb.pretrain.PRETRAIN_STEPS of the name)
 
     def to_dict(self) -> dict:
         "JSON-friendly copy (tuples become lists)."
@@ -158,7 +159,7 @@ class Preset:
         return d
 
 # %% ../nbs/00_config.ipynb #b7681793
-_LATER_FIELDS = ('visual_pretrained', 'audio_pretrained')   # Preset fields added after runs were recorded
+_LATER_FIELDS = ('visual_pretrained', 'audio_pretrained', 'pretrain_steps')   # Preset fields added after runs were recorded
 _TINY_SWIN = dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4)
 
 PRESETS: dict[str, Preset] = {

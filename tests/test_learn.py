@@ -77,3 +77,33 @@ def test_visual_only_run_records_present_class_miou(tmp_path):
     for split in ('val', 'test'):
         m = rec['metrics'][split]
         assert m['miou'] <= m['miou_present'] <= 1 and m['classes_present'] >= 2, m
+
+
+def test_preset_asking_for_pretraining_builds_models_from_it(tmp_path, monkeypatch):
+    "A preset with visual_pretrained/audio_pretrained: build_model trains both runs once (pack media) and starts from them."
+    from dataclasses import replace
+    from safetensors.torch import load_file
+    from avss_nb.config import register_preset, get_preset
+    from avss_nb.freeavs_media import write_toy_pack
+    from avss_nb.runs import RunSpec, build_model
+    write_toy_pack(tmp_path/'pack')
+    monkeypatch.setenv('AVSS_FREEAVS_PACK', str(tmp_path/'pack')); monkeypatch.setenv('AVSS_RUNS_DIR', str(tmp_path/'runs'))
+    register_preset(replace(get_preset('smoke'), name='smoke-pretrained', visual_pretrained='freeavs-seg',
+                            audio_pretrained='freeavs-cls', pretrain_steps=2))
+    try:
+        spec = RunSpec('aavs', 'binary', 'toy:v1s', 'smoke-pretrained')
+        assert spec.key() != RunSpec('aavs', 'binary', 'toy:v1s', 'smoke').key()
+        model = build_model(spec)
+        records = sorted((tmp_path/'runs').glob('pt-*.json'))
+        assert len(records) == 2
+        weights = {json.loads(r.read_text())['kind']: r.with_suffix('')/'encoder.safetensors' for r in records}
+        enc = load_file(str(weights['visual']))
+        assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in enc.items())
+        aud = load_file(str(weights['audio']))
+        assert all(torch.equal(model.audio_encoder.state_dict()[k], v) for k, v in aud.items())
+        mtime = [r.stat().st_mtime for r in records]
+        build_model(spec)                                    # reused, not trained again
+        assert [r.stat().st_mtime for r in records] == mtime
+    finally:
+        from avss_nb.config import PRESETS
+        PRESETS.pop('smoke-pretrained', None)
