@@ -107,3 +107,15 @@ def test_preset_asking_for_pretraining_builds_models_from_it(tmp_path, monkeypat
     finally:
         from avss_nb.config import PRESETS
         PRESETS.pop('smoke-pretrained', None)
+
+
+def test_ddp_length_buckets_match_one_process(tmp_path):
+    "Mixed 5/10-frame training under 2 gloo ranks x batch 1 takes the same steps (same losses) as 1 rank x batch 2."
+    from test_train import start, finish
+    procs = [start(['tiny', '--mix', '--videos', 8, '--out', tmp_path/'one', '--batch-size', 2, '--record', tmp_path/'one.json']),
+             start(['tiny', '--mix', '--videos', 8, '--out', tmp_path/'two', '--batch-size', 1, '--record', tmp_path/'two.json'], torchrun=2)]
+    for p in procs: finish(p)
+    r1, r2 = json.loads((tmp_path/'one.json').read_text()), json.loads((tmp_path/'two.json').read_text())
+    assert (r1['world_size'], r2['world_size']) == (1, 2)
+    assert len(r1['losses']) == len(r2['losses']) == 8                   # (4 + 4 videos) / global batch 2, 2 epochs
+    assert torch.allclose(torch.tensor(r1['losses']), torch.tensor(r2['losses']), rtol=1e-5, atol=1e-6), (r1['losses'], r2['losses'])
