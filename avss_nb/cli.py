@@ -15,7 +15,7 @@ __all__ = ['CLI_MODULES', 'CLI', 'build_parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #ea6ad71a
 CLI_MODULES = ['avss_nb.audio', 'avss_nb.data', 'avss_nb.freeavs', 'avss_nb.metrics', 'avss_nb.criterion',
-               'avss_nb.aavs', 'avss_nb.models', 'avss_nb.train', 'avss_nb.two_stage', 'avss_nb.runs', 'avss_nb.viz', 'avss_nb.reproduce', 'avss_nb.learn']
+               'avss_nb.aavs', 'avss_nb.models', 'avss_nb.train', 'avss_nb.two_stage', 'avss_nb.runs', 'avss_nb.viz', 'avss_nb.reproduce', 'avss_nb.learn', 'avss_nb.pretrain']
 
 class CLI:
     "Collects nested subcommands ('freeavs build', 'bench data') into one argparse parser."
