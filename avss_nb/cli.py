@@ -17,7 +17,7 @@ __all__ = ['CLI_MODULES', 'CLI', 'build_parser', 'main']
 CLI_MODULES = ['avss_nb.audio', 'avss_nb.data', 'avss_nb.freeavs', 'avss_nb.metrics', 'avss_nb.criterion',
                'avss_nb.aavs', 'avss_nb.models', 'avss_nb.train', 'avss_nb.two_stage', 'avss_nb.runs', 'avss_nb.stepping_stones',
                'avss_nb.official', 'avss_nb.viz', 'avss_nb.reproduce', 'avss_nb.segment',
-               'avss_nb.gpu_check']
+               'avss_nb.gpu_check', 'avss_nb.learn', 'avss_nb.pretrain']
 
 class CLI:
     "Collects nested subcommands ('freeavs build', 'bench data') into one argparse parser."
@@ -82,6 +82,8 @@ def main(argv:list[str]|None=None, # arguments; default sys.argv[1:]
     debug = args.debug or os.environ.get('AVSS_DEBUG', '') not in ('', '0')
     try:
         args.settings = get_settings(**overrides)
+        from avss_nb.config import apply_threads
+        apply_threads(args.settings.threads)   # before any torch work (settings `threads`, AVSS_THREADS, --threads)
         if not getattr(args, 'func', None):
             parser.print_help(); return 0
         result = args.func(args)

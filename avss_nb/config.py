@@ -12,8 +12,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SETTINGS_FILE', 'PRESETS', 'UserError', 'SettingsError', 'CheckpointError', 'RunLockedError', 'MissingFileError',
-           'nearest', 'project_root', 'Settings', 'get_settings', 'resolve_device', 'Preset', 'PresetError',
-           'register_preset', 'get_preset']
+           'nearest', 'project_root', 'Settings', 'get_settings', 'resolve_device', 'resolve_threads', 'apply_threads',
+           'Preset', 'PresetError', 'register_preset', 'get_preset']
 
 # %% ../nbs/00_config.ipynb #0bb75dbb
 class UserError(Exception):
@@ -74,6 +74,7 @@ class Settings:
     device: str = 'auto'    # 'auto', 'cpu', 'cuda', 'cuda:1', ...
     workers: int = 2        # DataLoader workers
     seed: int = 0           # default seed
+    threads: str = 'auto'   # torch CPU threads per process: 'auto' (see resolve_threads) or a number
 
     def as_dict(self) -> dict:
         "Plain, JSON-friendly copy."
@@ -146,6 +147,31 @@ def resolve_device(name:str='auto', # 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'
     try: return torch.device(name)
     except RuntimeError as e: raise SettingsError(f"device {name!r} is not a device torch knows ({e})", hint="use auto, cpu, cuda, cuda:N or mps", key='device') from None
 
+# %% ../nbs/00_config.ipynb #846d633e
+def resolve_threads(value:str|int='auto', # 'auto' or a positive number (settings `threads`)
+                    cpus:int|None=None,    # cores this process may use; default its CPU affinity
+                    local_world:int|None=None, # processes sharing them; default LOCAL_WORLD_SIZE (torchrun) or 1
+                   ) -> int:
+    "Torch CPU threads for one process: a number as given; 'auto': 1 where a process has <= 2 cores, else its cores."
+    text = str(value).strip().lower()
+    if text != 'auto':
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"threads must be 'auto' or a positive integer, got {value!r}; "
+                             f"fix `threads` in settings.ini, AVSS_THREADS or --threads")
+        return int(text)
+    if cpus is None: cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    local_world = local_world or int(os.environ.get('LOCAL_WORLD_SIZE', '1') or 1)
+    per = max(1, cpus // max(1, local_world))
+    return 1 if per <= 2 else per
+
+def apply_threads(value:str|int='auto', # settings `threads`
+                 ) -> int:
+    "Set torch's intra-op thread count from the `threads` setting; returns it."
+    import torch
+    n = resolve_threads(value)
+    if torch.get_num_threads() != n: torch.set_num_threads(n)
+    return n
+
 # %% ../nbs/00_config.ipynb #f7f109b5
 @dataclass(frozen=True)
 class Preset:
@@ -175,12 +201,19 @@ class Preset:
     grad_clip_semantic: float = 1.0  # max gradient norm of the semantic (AVSS) task; 0 disables (official AVSS: no clipping)
     drop_path_rate: float = 0.1  # stochastic depth of the AAVS Swin (official Swin-B: 0.3)
     audio_encoder: str = 'small' # AAVS audio encoder: 'small' (trains from scratch) or 'vggish' (pretrained, frozen: official)
+    visual_pretrained: str|None = None  # 'freeavs-seg': models start their backbone from that pretraining run (avss_nb.pretrain)
+    audio_pretrained: str|None = None   # 'freeavs-cls': models start their audio encoder from that pretraining run
+    pretrain_steps: int|None = None     # steps of each pretraining run (None: avss_nb.pretrain.PRETRAIN_STEPS of the name)
 
     def to_dict(self) -> dict:
         "JSON-friendly copy (tuples become lists)."
-        return json.loads(json.dumps(asdict(self)))
+        d = json.loads(json.dumps(asdict(self)))
+        for k in _LATER_FIELDS:                  # unset, they are left out: run hashes made before they existed stay valid
+            if d.get(k) is None: d.pop(k, None)
+        return d
 
 # %% ../nbs/00_config.ipynb #b7681793
+_LATER_FIELDS = ('visual_pretrained', 'audio_pretrained', 'pretrain_steps')   # Preset fields added after runs were recorded
 _TINY_SWIN = dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4)
 
 PRESETS: dict[str, Preset] = {
@@ -192,7 +225,7 @@ PRESETS: dict[str, Preset] = {
     'quick': Preset('quick', image_size=96, eval_size=96, epochs=10, batch_size=4, lr=1e-3, weight_decay=0.05,
                     grad_clip=1.0, backbone='swin_tiny_patch4_window7_224', backbone_kwargs=dict(_TINY_SWIN, img_size=96),
                     hidden_dim=64, pixel_decoder_layers=1, decoder_layers=3, num_heads=4, dim_feedforward=256,
-                    queries_binary=8, queries_semantic=24, train_points=1024, freeavs='quick', max_videos=150,
+                    queries_binary=8, queries_semantic=24, train_points=1024, freeavs='quick', max_videos=300,
                     grad_clip_semantic=1.0, drop_path_rate=0.1, audio_encoder='small'),
     'full':  Preset('full', image_size=224, eval_size=224, epochs=30, batch_size=8, lr=2e-4, weight_decay=0.05,
                     grad_clip=1.0, backbone='swin_tiny_patch4_window7_224', backbone_kwargs=dict(img_size=224),

@@ -385,12 +385,15 @@ class SemanticMetrics(_Accumulator):
         union = cm.sum(0) + cm.sum(1) - cm.diagonal()
         iou_ds = cm.diagonal() / union
         present = union > 0
+        in_gt = cm.sum(1) > 0                                     # classes in the ground truth seen
         mean = lambda x: x.mean().item()
         return dict(miou=mean(miou_pc), fscore=mean(f_pc),
                     miou_nobg=mean(miou_pc[1:]), fscore_nobg=mean(f_pc[1:]),
                     miou_nobg_official=mean(miou_pc[:-1]), fscore_nobg_official=mean(f_pc[:-1]),
                     miou_dataset=iou_ds[present].mean().item() if present.any() else float('nan'),
                     miou_dataset_nobg=iou_ds[1:][present[1:]].mean().item() if present[1:].any() else float('nan'),
+                    miou_present=miou_pc[in_gt].mean().item() if in_gt.any() else float('nan'),
+                    fscore_present=f_pc[in_gt].mean().item() if in_gt.any() else float('nan'), classes_present=int(in_gt.sum()),
                     per_class_iou=miou_pc.tolist(), per_class_fscore=f_pc.tolist(), frames=int(s['frames'].item()))
 
 def semantic_miou_fscore(pred_labels:torch.Tensor, # [..., H, W] predicted labels

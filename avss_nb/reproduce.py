@@ -323,6 +323,8 @@ def experiment_setup(dataset:str='toy',       # 'freeavs', 'avsbench' or 'toy'
     if data_root: os.environ['AVSS_FREEAVS_ROOT' if dataset == 'freeavs' else 'AVSS_AVSBENCH_ROOT'] = str(data_root)
     if device: os.environ['AVSS_DEVICE'] = str(device)
     settings = get_settings()
+    from avss_nb.config import apply_threads
+    apply_threads(settings.threads)   # each papermill kernel is a fresh process
     seeds = list(seeds) if seeds else list(get_preset(preset).seeds)
     out_dir = Path(settings.results_dir)/preset
     caption = (f"Measured on **{dataset}** at the **{preset}** preset, seeds {seeds}, on {machine_description(device)}, "
@@ -391,6 +393,7 @@ def run_experiments(preset:str='quick',             # preset every notebook runs
 def _reproduce_main(args):
     "Run the experiment notebooks at `args.preset` and print where the tables are."
     params = dict(dataset=args.dataset, device=args.settings.device, force=args.force)
+    os.environ['AVSS_THREADS'] = str(args.settings.threads)   # the kernels read it through get_settings
     if args.data_root: params['data_root'] = args.data_root
     preset = args.preset or args.settings.preset
     run_experiments(preset, tuple(args.only or EXPERIMENTS), params)

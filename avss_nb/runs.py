@@ -17,13 +17,14 @@ from .train import (TrainConfig, Trainer, evaluate, init_distributed, seed_every
                            unwrap, barrier, SCHEDULES, sweep_temp_files)
 
 # %% auto #0
-__all__ = ['TASKS', 'DATASET_SOURCES', 'parse_dataset', 'build_dataset', 'RunSpec', 'build_model', 'train_config', 'run_dir',
-           'record_path', 'load_record', 'git_revision', 'describe_device', 'epoch_line', 'write_record',
+__all__ = ['TASKS', 'AUDIO_INPUTS', 'DATASET_SOURCES', 'parse_dataset', 'build_dataset', 'RunSpec', 'build_model', 'train_config',
+           'run_dir', 'record_path', 'load_record', 'git_revision', 'describe_device', 'epoch_line', 'write_record',
            'load_run_model', 'data_identity', 'evaluate_run', 'run_priors_dir', 'ensure_run_priors', 'with_priors',
            'acquire_run_lock', 'train_run', 'list_runs', 'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
 
 # %% ../nbs/14_runs.ipynb #cd510c7a
 TASKS = ('binary', 'semantic')
+AUDIO_INPUTS = ('real', 'zero')   # RunSpec.audio: the model hears the clip's audio, or zeros (visual-only control)
 DATASET_SOURCES = ('toy', 'freeavs', 'avsbench', 'avsbench-object')
 
 def parse_dataset(spec:str) -> tuple[str, list[str]]:
@@ -112,6 +113,7 @@ class RunSpec:
     train: tuple = ()            # TrainConfig overrides
     train_frames: str = 'repeat' # training items with partial GT (v1s): 'repeat' (official SS), 'labelled', 'all' (avss_nb.data.TRAIN_FRAMES)
     empty_v1m: str = 'train'     # binary v1m training videos with only empty masks: 'train', or 'skip' (official SS: zero loss)
+    audio: str = 'real'          # 'real', or 'zero': the visual-only control (audio input zeroed in training and evaluation)
 
     def __post_init__(self):
         from avss_nb.two_stage import PriorSource
@@ -127,6 +129,7 @@ class RunSpec:
         if self.schedule not in SCHEDULES: raise SettingsError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         parse_dataset(self.dataset)
         get_preset(self.preset)
+        if self.audio not in AUDIO_INPUTS: raise ValueError(f"audio must be one of {AUDIO_INPUTS}, got {self.audio!r}")
         if self.priors != 'none' and 'none' in (self.train_prior, self.eval_prior):
             raise SettingsError(f"priors={self.priors!r} needs a train_prior and an eval_prior (e.g. 'gt' and 'run:<hash>')")
         _check_train_overrides(self.train)
@@ -140,7 +143,9 @@ class RunSpec:
 
     def key(self) -> str:
         "The run's hash: the spec and the values of its preset (editing a preset never reuses stale runs)."
-        text = json.dumps(dict(self.to_dict(), preset_values=get_preset(self.preset).to_dict()), sort_keys=True, separators=(',', ':'))
+        d = self.to_dict()
+        if d['audio'] == 'real': del d['audio']           # runs made before the field existed keep their hash
+        text = json.dumps(dict(d, preset_values=get_preset(self.preset).to_dict()), sort_keys=True, separators=(',', ':'))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def replace(self, **kw) -> 'RunSpec': return replace(self, **kw)
@@ -151,7 +156,12 @@ def build_model(spec:RunSpec):
     from avss_nb.models import build
     from avss_nb.peer_parts import protocol_task
     task = protocol_task(spec.task, parse_dataset(spec.dataset)[1])
-    model = build(spec.model, spec.preset, task, spec.priors, **dict(spec.variant))
+    p = get_preset(spec.preset)
+    pre = {}
+    if p.visual_pretrained or p.audio_pretrained:   # encoders start from the FreeAVS pretraining runs (trained once if missing)
+        from avss_nb.pretrain import pretrained_overrides
+        pre = pretrained_overrides(spec.model, p)
+    model = build(spec.model, spec.preset, task, spec.priors, **{**pre, **dict(spec.variant)})
     cfg = getattr(model, 'config', None)
     if spec.train_frames != 'all' and getattr(cfg, 'first_frame_only', False) and 'first_frame_only' not in dict(spec.variant):
         model.config = replace(cfg, first_frame_only=False)   # every training frame is labelled: supervise them all
@@ -201,6 +211,9 @@ def describe_device(device:torch.device, world_size:int=1) -> str:
 # %% ../nbs/14_runs.ipynb #a8d9285d
 def _datasets(spec:RunSpec, split:str, settings:Settings, prior:str|None=None, dataset:str|None=None) -> Dataset:
     ds = build_dataset(dataset or spec.dataset, split, spec.task, spec.preset, settings)
+    if spec.audio == 'zero':
+        from avss_nb.learn import ZeroAudio
+        ds = ZeroAudio(ds)
     source = prior if prior is not None else (spec.train_prior if split == 'train' else spec.eval_prior)
     ds = with_priors(ds, source, settings, spec.seed)
     if split != 'train': return ds
@@ -234,9 +247,11 @@ def _train_run(spec:RunSpec,                 # what to train
     h = spec.key()
     rec = load_record(h, settings)
     if rec is not None and rec.get('status') == 'done' and not force: return rec
+    from avss_nb.config import apply_threads
+    apply_threads(settings.threads)
     info, device = init_distributed(settings.device)
     if progress and info.is_main:
-        extra = ''.join(f", {k} {v}" for k, v in [('priors', spec.priors), ('variant', dict(spec.variant))] if v and v != 'none')
+        extra = ''.join(f", {k} {v}" for k, v in [('priors', spec.priors), ('variant', dict(spec.variant)), ('audio', spec.audio)] if v and v not in ('none', 'real'))
         print(f"run {h}: training {spec.model} on {spec.dataset} ({spec.task}, preset {spec.preset}, seed {spec.seed}{extra})", file=sys.stderr, flush=True)
     folder = run_dir(h, settings)
     if force and info.is_main and folder.exists(): shutil.rmtree(folder)
@@ -458,7 +473,7 @@ def runs_table(records:list[dict]) -> list[dict]:
     for r in records:
         s, m = r['spec'], r.get('metrics', {})
         rows.append(dict(hash=r['hash'], model=s['model'], task=s['task'], dataset=s['dataset'], preset=s['preset'],
-                         seed=s['seed'], priors=s['priors'], eval_prior=s['eval_prior'],
+                         seed=s['seed'], priors=s['priors'], eval_prior=s['eval_prior'], audio=s.get('audio', 'real'),
                          val_miou=m.get('val', {}).get('miou'), test_miou=m.get('test', {}).get('miou'),
                          test_fscore=m.get('test', {}).get('fscore'), wall_s=r.get('wall_s'), status=r.get('status')))
     return rows
@@ -487,6 +502,7 @@ def add_spec_args(p):
                    help='v1s training items: repeat frame 0 with each audio second (official SS), labelled frames only, or all frames')
     p.add_argument('--empty-v1m', default='train', choices=['train', 'skip'], help='skip: no stage-1 loss for v1m videos whose masks are all empty (official SS)')
     p.add_argument('--train-set', dest='train_over', action='append', default=[], metavar='KEY=VALUE', help='TrainConfig override')
+    p.add_argument('--audio', default='real', choices=AUDIO_INPUTS, help="'zero': the visual-only control (audio zeroed)")
 
 def spec_from_args(args) -> RunSpec:
     "The RunSpec the options describe."
@@ -494,7 +510,7 @@ def spec_from_args(args) -> RunSpec:
     return RunSpec(args.model, args.task, args.dataset, args.run_preset or s.preset, args.seed if args.seed is not None else s.seed,
                    args.schedule, args.priors, args.train_prior, args.eval_prior,
                    dict(_kv(v) for v in args.variant), dict(_kv(v) for v in args.train_over),
-                   getattr(args, 'train_frames', 'repeat'), getattr(args, 'empty_v1m', 'train'))
+                   getattr(args, 'train_frames', 'repeat'), getattr(args, 'empty_v1m', 'train'), audio=getattr(args, 'audio', 'real'))
 
 def _print_record(rec:dict, settings:Settings|None=None):
     m = rec.get('metrics', {})

@@ -58,6 +58,7 @@ class TrainConfig:
     progress: bool = True          # tqdm bars (rank 0 only)
     tensorboard: bool = True       # TensorBoard scalars when tensorboard is importable
     find_unused_parameters: bool = True  # DDP: tolerate parameters that get no gradient in a step
+    bucket_by_length: bool = True  # batch training clips of one frame count together (no padded frames; avss_nb.batches)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES: raise ValueError(f"schedule {self.schedule!r} unknown; choose from {SCHEDULES}")
@@ -403,8 +404,10 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
         self.loss_sum, self.loss_steps, self.last_loss = 0.0, 0, float('nan')
         self.history, self.best, self.phase = [], None, 'main'
-        self.sampler = EpochSampler(len(train_data), config.batch_size, self.info.rank, self.info.world_size,
-                                    shuffle=True, seed=config.seed)
+        from avss_nb.batches import BucketBatchSampler, clip_lengths   # one bucket = EpochSampler's batches
+        lengths = (clip_lengths(train_data) if config.bucket_by_length else None) or len(train_data)
+        self.sampler = BucketBatchSampler(lengths, config.batch_size, self.info.rank, self.info.world_size,
+                                          shuffle=True, seed=config.seed)
         self.steps_per_epoch = self.sampler.batches_per_epoch()
         self.ddp = None
         self.optimizer = self.scheduler = None
@@ -557,7 +560,7 @@ class Trainer:
             self._setup_phase(self._phase_for(0), fresh=True)
         self._open_tensorboard()
         generator = torch.Generator()   # the loader's own: creating an iterator must not touch the global RNG
-        loader = DataLoader(self.train_data, batch_size=cfg.batch_size, sampler=self.sampler,
+        loader = DataLoader(self.train_data, batch_sampler=self.sampler,
                             collate_fn=self.collate_fn, num_workers=cfg.workers, generator=generator,
                             pin_memory=self.device.type == 'cuda')
         t_start = time.time()

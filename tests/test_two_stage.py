@@ -100,7 +100,7 @@ def test_run_spec_hash_covers_every_field():
     base = RunSpec(task='semantic', priors='all', train_prior='gt', eval_prior='degraded:high')
     changed = dict(model='tpavi', task='binary', dataset='toy:v2', preset='quick', seed=1, schedule='official',
                    priors='mask_fusion', train_prior='degraded:low', eval_prior='gt', variant={'dropout': 0.1}, train={'epochs': 1},
-                   train_frames='labelled', empty_v1m='skip')
+                   train_frames='labelled', empty_v1m='skip', audio='zero')
     assert set(changed) == {f.name for f in fields(RunSpec)}
     keys = {base.key()}
     for name, value in changed.items():

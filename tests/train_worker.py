@@ -41,11 +41,16 @@ def main():
     p.add_argument('--ckpt-every', type=int, default=0)
     p.add_argument('--resume', action='store_true')
     p.add_argument('--record', default=None, help='JSON file for per-step losses and final metrics (rank 0)')
+    p.add_argument('--mix', action='store_true', help='tiny: train on 5-frame v1m and 10-frame v2 clips (length buckets)')
     a = p.parse_args()
     torch.manual_seed(0)
     if a.model == 'tiny':
         model, criterion = PixelModel(), pixel_criterion
         train = ToyAVS('v1m', 'train', a.videos, size=32, binary=True)   # every frame annotated: equal frames per rank
+        if a.mix:
+            from torch.utils.data import ConcatDataset
+            train = ConcatDataset([ToyAVS('v1m', 'train', a.videos // 2, size=32, binary=True),
+                                   ToyAVS('v2', 'train', a.videos // 2, size=32, binary=True)])
         val = ToyAVS('v1m', 'val', 3, size=32, binary=True)
         cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=0.01, grad_clip=1.0, progress=False,
                           ckpt_every=a.ckpt_every, device='cpu')
