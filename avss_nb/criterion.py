@@ -111,9 +111,13 @@ def pairwise_mask_costs(point_logits:torch.Tensor,  # [..., Q, P] predicted mask
                         point_weights:torch.Tensor|None=None, # [..., P] 1 = valid point, 0 = ignored
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     "Pairwise sigmoid BCE and Dice costs `[..., Q, n]` (HF Mask2Former matcher); leading dimensions are frames."
-    w = torch.ones_like(point_logits[..., 0, :]) if point_weights is None else point_weights.to(point_logits)
-    w = w[..., None, :]                                                     # [..., 1, P]
     tt = point_targets.transpose(-1, -2)                                    # [..., P, n]
+    if point_weights is None:                                               # every point counts: the same sums without the weights
+        bce = (F.softplus(point_logits).sum(-1)[..., None] - point_logits @ tt) / point_logits.new_tensor(point_logits.shape[-1])
+        prob = point_logits.sigmoid()
+        dice = 1 - (2 * prob @ tt + 1) / (prob.sum(-1)[..., None] + point_targets.sum(-1)[..., None, :] + 1)
+        return bce, dice
+    w = point_weights.to(point_logits)[..., None, :]                        # [..., 1, P]
     # BCE(x, t) = t·softplus(-x) + (1-t)·softplus(x) = softplus(x) - t·x: one softplus and one matrix product
     bce = ((F.softplus(point_logits) * w).sum(-1)[..., None] - (point_logits * w) @ tt) / w.sum(-1)[..., None].clamp(min=1e-6)
     prob = point_logits.sigmoid() * w
