@@ -392,8 +392,8 @@ def _peak(fn, device:torch.device) -> float:
     fn()
     return _peak_memory_mib(device)
 
-def _runners(model:nn.Module, forward, amp) -> tuple:
-    "(inference call, training-step call) for one model."
+def _runners(model:nn.Module, forward, amp, train_loss=None) -> tuple:
+    "(inference call, training-step call) for one model; the step's loss is `train_loss()`, or the stand-in loss of `forward()`."
     dev_type = next(model.parameters()).device.type
     ctx = (lambda: torch.autocast(dev_type, dtype=amp)) if amp is not None else (lambda: torch.autocast(dev_type, enabled=False))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -402,7 +402,7 @@ def _runners(model:nn.Module, forward, amp) -> tuple:
         with torch.no_grad(), ctx(): forward()
     def step():
         model.train()
-        with ctx(): loss = _stand_in_loss(forward())
+        with ctx(): loss = train_loss() if train_loss is not None else _stand_in_loss(forward())
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
     return infer, step
 
@@ -420,6 +420,8 @@ def bench_model(preset:str|Preset='smoke', # preset
                 compile:bool=False,        # torch.compile AAVS
                 seed:int=0,
                 profile:bool=False,        # also profile one real AAVS training step (set criterion): rows[0]['profile']
+                loss:str='stand_in',       # training loss: 'stand_in' (the model alone) or 'set' (each model's own Mask2Former
+                                           # set criterion with Hungarian matching on a made-up target: AAVS SetCriterion, HF Mask2FormerLoss)
                 **overrides,               # AAVSConfig fields
                ) -> list[dict]:            # one row per model (+ a ratio row with vs_hf)
     "Throughput (frames/s) and peak memory of AAVS, optionally against Hugging Face Mask2Former."
@@ -440,16 +442,31 @@ def bench_model(preset:str|Preset='smoke', # preset
         out = runner(batch)
         return [(o['pred_logits'], o['pred_masks']) for o in out['aux_outputs'] + [out]]
     models = [(f'AAVS ({p.name}, {task})', model, ours)]
+    if loss not in ('stand_in', 'set'): raise ValueError(f"loss must be 'stand_in' or 'set', got {loss!r}")
+    losses = [None]
+    if loss == 'set':
+        from avss_nb.criterion import CriterionConfig, SetCriterion, semantic_targets
+        criterion = SetCriterion(CriterionConfig.from_preset(p, task)).to(dev)
+        labelled = dict(batch, target=_random_target(b, frames, s, cfg.num_classes, g).to(dev),
+                        has_gt=torch.ones(b, frames, dtype=torch.bool, device=dev))
+        losses = [lambda: criterion(runner(labelled), labelled)['loss']]
     if vs_hf:
         from transformers import Mask2FormerForUniversalSegmentation
-        hf = Mask2FormerForUniversalSegmentation(hf_mask2former_config(cfg, model.backbone)).to(dev)
+        hf_cfg = hf_mask2former_config(cfg, model.backbone)
+        hf_cfg.train_num_points = p.train_points            # the same points per mask as our criterion
+        hf = Mask2FormerForUniversalSegmentation(hf_cfg).to(dev)
         images = batch['frames'].flatten(0, 1)
+        if loss == 'set':
+            segs = semantic_targets(labelled['target'], num_classes=cfg.num_classes)
+            masks_hf, classes_hf = [t['masks'] for t in segs], [t['labels'] for t in segs]
+            losses.append(lambda: hf(pixel_values=images, mask_labels=masks_hf, class_labels=classes_hf).loss)
+        else: losses.append(None)
         def theirs():
             out = hf(pixel_values=images, output_auxiliary_logits=True)
             aux = [(a['class_queries_logits'], a['masks_queries_logits']) for a in out.auxiliary_logits]
             return aux + [(out.class_queries_logits, out.masks_queries_logits)]
         models.append(('HF Mask2Former (same config)', hf, theirs))
-    calls = [_runners(m, fwd, amp_dtype) for _, m, fwd in models]
+    calls = [_runners(m, fwd, amp_dtype, tl) for (_, m, fwd), tl in zip(models, losses)]
     rows = [dict(model=name, params_m=sum(q.numel() for q in m.parameters()) / 1e6) for name, m, _ in models]
     for row, (infer, step) in zip(rows, calls):
         row['infer_peak_mib'] = _peak(infer, dev)
@@ -467,7 +484,7 @@ def bench_model(preset:str|Preset='smoke', # preset
         keys = ['params_m'] + (['infer_peak_mib'] + (['train_peak_mib'] if train else []) if dev.type == 'cuda' else [])
         for k in keys: ratio[k] = rows[0][k] / rows[1][k]
         rows.append(ratio)
-    for r in rows: r.update(device=str(dev), images=n, image_size=s, amp=amp or 'fp32', steps=steps,
+    for r in rows: r.update(device=str(dev), images=n, image_size=s, amp=amp or 'fp32', steps=steps, loss=loss,
                             load_avg=[round(x, 2) for x in load], threads=torch.get_num_threads())
     if profile: rows[0]['profile'] = profile_train_step(model, batch, p, task, amp_dtype, warmup=min(warmup, 1))
     return rows
@@ -542,7 +559,7 @@ def format_bench(rows:list[dict]) -> str:
     "A plain-text table of `bench_model` rows."
     r0 = rows[0]
     head = (f"device {r0['device']}, {r0['images']} images of {r0['image_size']} px, {r0['amp']}, {r0.get('threads', '?')} threads, "
-            f"{r0.get('steps', '?')} interleaved steps; load average {r0.get('load_avg', '?')} (start, after infer, after train)")
+            f"{r0.get('steps', '?')} interleaved steps, {r0.get('loss', 'stand_in')} loss; load average {r0.get('load_avg', '?')} (start, after infer, after train)")
     peak = 'peak MiB (CUDA allocator)' if r0['device'].startswith('cuda') else 'peak RSS MiB (process, cumulative)'
     lines = [head, "f/s: median [quartiles] {min..max} over the steps; ratio: per pair of adjacent steps",
              f"{'model':34s} {'params M':>9s} {'infer f/s':>30s} {'train f/s':>30s}   {peak}"]
@@ -560,7 +577,7 @@ def format_bench(rows:list[dict]) -> str:
 def _bench_cli(args):
     rows = bench_model(args.preset or args.settings.preset, args.task, args.batch_size, args.frames, args.steps, args.warmup,
                        args.settings.device if args.device is None else args.device, args.amp, args.vs_hf, not args.no_train,
-                       args.priors, args.compile, profile=args.profile,
+                       args.priors, args.compile, profile=args.profile, loss=args.loss,
                        **({'audio_queries': args.audio_queries} if args.audio_queries else {}))
     print(json.dumps(rows, indent=1) if args.json else format_bench(rows))
 
@@ -581,5 +598,8 @@ def add_cli(cli):
     p.add_argument('--audio-queries', default=None, choices=['adaptive', 'repeat', 'none'],
                    help="'none' drops the audio encoder: the pure Mask2Former path, the like-for-like comparison with HF")
     p.add_argument('--json', action='store_true', help='print rows as JSON')
+    p.add_argument('--loss', default='stand_in', choices=['stand_in', 'set'],
+                   help="training-step loss: 'stand_in' (same cheap loss on both: the models alone) or 'set' (each model's own "
+                        "Mask2Former criterion with Hungarian matching, on a made-up target)")
     p.add_argument('--profile', action='store_true',
                    help='also profile one real AAVS training step (set criterion, random target): regions and top 10 operators')
