@@ -94,7 +94,7 @@ def uncertain_points(mask_logits:torch.Tensor, # [M, 1, h, w]
     if coords is None: coords = torch.rand(m, int(num_points * oversample_ratio), 2, device=mask_logits.device)
     uncertainty = -point_sample(mask_logits, coords).abs()[:, 0]          # [M, sampled]
     n_uncertain = int(importance_sample_ratio * num_points)
-    idx = torch.topk(uncertainty, k=n_uncertain, dim=1).indices
+    idx = torch.topk(uncertainty, k=n_uncertain, dim=1, sorted=False).indices   # the same points; their order only changes sums' rounding
     chosen = torch.gather(coords, 1, idx[..., None].expand(-1, -1, 2))
     if rest is None: rest = torch.rand(m, num_points - n_uncertain, 2, device=mask_logits.device)
     return torch.cat([chosen, rest], 1)
