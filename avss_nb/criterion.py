@@ -213,6 +213,14 @@ def _zero_like_outputs(outputs:dict) -> torch.Tensor:
     for aux in outputs.get('aux_outputs', []) or []: zero = zero + aux['pred_logits'].sum() * 0 + aux['pred_masks'].sum() * 0
     return zero
 
+def _indices_to(matches:list[list[tuple]], device) -> list[list[tuple]]:
+    "Every layer's `(rows, cols)` moved to `device` in one (pinned, non-blocking) copy, so the losses never wait on the GPU."
+    sizes = [len(x) for layer in matches for pair in layer for x in pair]
+    flat = torch.cat([x for layer in matches for pair in layer for x in pair])
+    flat = flat.pin_memory().to(device, non_blocking=True) if torch.device(device).type == 'cuda' else flat.to(device)
+    parts = iter(flat.split(sizes))
+    return [[(next(parts), next(parts)) for _ in layer] for layer in matches]
+
 class SetCriterion(nn.Module):
     "Mask2Former set loss: Hungarian matching, CE with no-object weight, point-sampled BCE + Dice, deep supervision."
     def __init__(self, config:CriterionConfig|None=None):
@@ -272,7 +280,7 @@ class SetCriterion(nn.Module):
             coords.append(torch.rand(len(frames), cfg.num_points, 2, device=dev))
             draws.append(point_draws(matched_masks, cfg.num_points, cfg.oversample_ratio, cfg.importance_sample_ratio, dev))
         costs = [self.matcher.batched_costs(lg, mk, stacked, c) for (lg, mk), c in zip(selected, coords)]
-        return selected, self.matcher.assign(costs, stacked['counts']), draws
+        return selected, _indices_to(self.matcher.assign(costs, stacked['counts']), dev), draws
 
     def forward(self, outputs:dict, # pred_logits [N,Q,K+1], pred_masks [N,Q,h,w], optional aux_outputs list
                 batch:dict,         # target [B,T,S,S] int64, has_gt [B,T] bool (N = B*T)
