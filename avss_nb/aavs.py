@@ -22,7 +22,7 @@ from .robust_keys import PriorConfig, RobustKeys, frame_prior, fuse_prior, prior
 # %% auto #0
 __all__ = ['TASKS', 'FREEZE_POLICIES', 'AAVSConfig', 'AAVS', 'postprocess', 'build_aavs', 'hf_init_missing', 'require_weights',
            'check_pretrained', 'count_parameters', 'hf_state_to_aavs', 'import_hf_mask2former', 'load_hf_mask2former',
-           'hf_mask2former_config', 'bench_model', 'format_bench', 'add_cli']
+           'hf_mask2former_config', 'bench_model', 'profile_train_step', 'format_bench', 'add_cli']
 
 # %% ../nbs/09_aavs.ipynb #83d3f20a
 TASKS = {'binary': 2, 'semantic': NUM_CLASSES}   # K: classes predicted (binary: background, sounding)
@@ -362,14 +362,32 @@ def _peak_memory_mib(device:torch.device) -> float:
 def _sync(device:torch.device):
     if device.type == 'cuda': torch.cuda.synchronize(device)
 
-def _interleaved(fns:list, steps:int, warmup:int, device:torch.device) -> list[float]:
-    "Median seconds per call of each of `fns`, timed in turn step by step (so load changes hit all alike)."
+def _interleaved(fns:list, steps:int, warmup:int, device:torch.device) -> list[list[float]]:
+    "Seconds of every timed call of each of `fns`, called in turn step by step, the order reversed every other step."
     times = [[] for _ in fns]
     for i in range(warmup + steps):
-        for j, fn in enumerate(fns):
-            _sync(device); t0 = time.perf_counter(); fn(); _sync(device)
+        order = range(len(fns)) if i % 2 == 0 else reversed(range(len(fns)))   # neither model always goes first
+        for j in order:
+            _sync(device); t0 = time.perf_counter(); fns[j](); _sync(device)
             if i >= warmup: times[j].append(time.perf_counter() - t0)
-    return [sorted(t)[len(t) // 2] for t in times]
+    return times
+
+def _spread(values:list[float]) -> dict:
+    "Median, quartiles and range of `values`."
+    q = torch.tensor(values, dtype=torch.float64).quantile(torch.tensor([0, .25, .5, .75, 1], dtype=torch.float64)).tolist()
+    return dict(zip(('min', 'q1', 'median', 'q3', 'max'), q))
+
+def _rate_stats(row:dict, key:str, rates:list[float]):
+    "Put the median of `rates` under `key` and its quartiles / range under `key`_q1, _q3, _min, _max."
+    s = _spread(rates)
+    row[key] = s['median']
+    row.update({f'{key}_{k}': v for k, v in s.items() if k != 'median'})
+
+def _loadavg() -> float:
+    "1-minute load average (NaN where the OS has none)."
+    import os
+    try: return os.getloadavg()[0]
+    except (AttributeError, OSError): return float('nan')
 
 def _peak(fn, device:torch.device) -> float:
     "Peak memory (MiB) of one call of `fn` (CUDA), or the process peak RSS so far (CPU)."
@@ -377,8 +395,8 @@ def _peak(fn, device:torch.device) -> float:
     fn()
     return _peak_memory_mib(device)
 
-def _runners(model:nn.Module, forward, amp) -> tuple:
-    "(inference call, training-step call) for one model."
+def _runners(model:nn.Module, forward, amp, train_loss=None) -> tuple:
+    "(inference call, training-step call) for one model; the step's loss is `train_loss()`, or the stand-in loss of `forward()`."
     dev_type = next(model.parameters()).device.type
     ctx = (lambda: torch.autocast(dev_type, dtype=amp)) if amp is not None else (lambda: torch.autocast(dev_type, enabled=False))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -387,7 +405,7 @@ def _runners(model:nn.Module, forward, amp) -> tuple:
         with torch.no_grad(), ctx(): forward()
     def step():
         model.train()
-        with ctx(): loss = _stand_in_loss(forward())
+        with ctx(): loss = train_loss() if train_loss is not None else _stand_in_loss(forward())
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
     return infer, step
 
@@ -404,6 +422,9 @@ def bench_model(preset:str|Preset='smoke', # preset
                 priors=None,               # prior spec for AAVS (a prior batch is made up)
                 compile:bool=False,        # torch.compile AAVS
                 seed:int=0,
+                profile:bool=False,        # also profile one real AAVS training step (set criterion): rows[0]['profile']
+                loss:str='stand_in',       # training loss: 'stand_in' (the model alone) or 'set' (each model's own Mask2Former
+                                           # set criterion with Hungarian matching on a made-up target: AAVS SetCriterion, HF Mask2FormerLoss)
                 **overrides,               # AAVSConfig fields
                ) -> list[dict]:            # one row per model (+ a ratio row with vs_hf)
     "Throughput (frames/s) and peak memory of AAVS, optionally against Hugging Face Mask2Former."
@@ -424,48 +445,143 @@ def bench_model(preset:str|Preset='smoke', # preset
         out = runner(batch)
         return [(o['pred_logits'], o['pred_masks']) for o in out['aux_outputs'] + [out]]
     models = [(f'AAVS ({p.name}, {task})', model, ours)]
+    if loss not in ('stand_in', 'set'): raise ValueError(f"loss must be 'stand_in' or 'set', got {loss!r}")
+    losses = [None]
+    if loss == 'set':
+        from avss_nb.criterion import CriterionConfig, SetCriterion, semantic_targets
+        criterion = SetCriterion(CriterionConfig.from_preset(p, task)).to(dev)
+        labelled = dict(batch, target=_random_target(b, frames, s, cfg.num_classes, g).to(dev),
+                        has_gt=torch.ones(b, frames, dtype=torch.bool, device=dev))
+        losses = [lambda: criterion(runner(labelled), labelled)['loss']]
     if vs_hf:
         from transformers import Mask2FormerForUniversalSegmentation
-        hf = Mask2FormerForUniversalSegmentation(hf_mask2former_config(cfg, model.backbone)).to(dev)
+        hf_cfg = hf_mask2former_config(cfg, model.backbone)
+        hf_cfg.train_num_points = p.train_points            # the same points per mask as our criterion
+        hf = Mask2FormerForUniversalSegmentation(hf_cfg).to(dev)
         images = batch['frames'].flatten(0, 1)
+        if loss == 'set':
+            segs = semantic_targets(labelled['target'], num_classes=cfg.num_classes)
+            masks_hf, classes_hf = [t['masks'] for t in segs], [t['labels'] for t in segs]
+            losses.append(lambda: hf(pixel_values=images, mask_labels=masks_hf, class_labels=classes_hf).loss)
+        else: losses.append(None)
         def theirs():
             out = hf(pixel_values=images, output_auxiliary_logits=True)
             aux = [(a['class_queries_logits'], a['masks_queries_logits']) for a in out.auxiliary_logits]
             return aux + [(out.class_queries_logits, out.masks_queries_logits)]
         models.append(('HF Mask2Former (same config)', hf, theirs))
-    calls = [_runners(m, fwd, amp_dtype) for _, m, fwd in models]
+    calls = [_runners(m, fwd, amp_dtype, tl) for (_, m, fwd), tl in zip(models, losses)]
     rows = [dict(model=name, params_m=sum(q.numel() for q in m.parameters()) / 1e6) for name, m, _ in models]
     for row, (infer, step) in zip(rows, calls):
         row['infer_peak_mib'] = _peak(infer, dev)
         if train: row['train_peak_mib'] = _peak(step, dev)
-    for row, sec in zip(rows, _interleaved([c[0] for c in calls], steps, warmup, dev)): row['infer_fps'] = n / sec
-    if train:
-        for row, sec in zip(rows, _interleaved([c[1] for c in calls], steps, warmup, dev)): row['train_fps'] = n / sec
+    load = [_loadavg()]
+    timed = {'infer_fps': _interleaved([c[0] for c in calls], steps, warmup, dev)}
+    load.append(_loadavg())
+    if train: timed['train_fps'] = _interleaved([c[1] for c in calls], steps, warmup, dev); load.append(_loadavg())
+    for key, times in timed.items():
+        for row, secs in zip(rows, times): _rate_stats(row, key, [n / t for t in secs])
     if vs_hf:
         ratio = dict(model='ratio AAVS / HF')
-        keys = ['params_m', 'infer_fps'] + (['train_fps'] if train else [])
-        if dev.type == 'cuda': keys += ['infer_peak_mib'] + (['train_peak_mib'] if train else [])
+        for key, (ours_s, theirs_s) in timed.items():      # one ratio per pair of adjacent steps
+            _rate_stats(ratio, key, [t_hf / t_ours for t_ours, t_hf in zip(ours_s, theirs_s)])
+        keys = ['params_m'] + (['infer_peak_mib'] + (['train_peak_mib'] if train else []) if dev.type == 'cuda' else [])
         for k in keys: ratio[k] = rows[0][k] / rows[1][k]
         rows.append(ratio)
-    for r in rows: r.update(device=str(dev), images=n, image_size=s, amp=amp or 'fp32')
+    for r in rows: r.update(device=str(dev), images=n, image_size=s, amp=amp or 'fp32', steps=steps, loss=loss,
+                            load_avg=[round(x, 2) for x in load], threads=torch.get_num_threads())
+    if profile: rows[0]['profile'] = profile_train_step(model, batch, p, task, amp_dtype, warmup=min(warmup, 1))
     return rows
+
+def _random_target(b:int, t:int, s:int, num_classes:int, g:torch.Generator) -> torch.Tensor:
+    "A made-up label map `[B,T,S,S]` int64: a 2x2 grid of random classes per frame (up to 4 segments)."
+    coarse = torch.randint(0, num_classes, (b * t, 1, 2, 2), generator=g).float()
+    return F.interpolate(coarse, size=(s, s), mode='nearest').long().reshape(b, t, s, s)
+
+def _labelled(modules:dict):
+    "Context manager: each module's forward runs inside a profiler `record_function(name)`."
+    import contextlib
+    @contextlib.contextmanager
+    def ctx():
+        for name, m in modules.items():
+            def forward(*a, _fwd=m.forward, _name=name, **k):
+                with torch.profiler.record_function(_name): return _fwd(*a, **k)
+            m.forward = forward
+        try: yield
+        finally:
+            for m in modules.values(): del m.forward
+    return ctx()
+
+def profile_train_step(model:nn.Module,   # AAVS
+                       batch:dict,        # frames [B,T,3,S,S], audio, prior; a random `target` is added if missing
+                       preset:str|Preset='smoke', # preset of the criterion's points
+                       task:str='binary', # criterion classes
+                       amp=None,          # autocast dtype or None
+                       warmup:int=1,      # unprofiled steps first
+                       row_limit:int=10,  # operators listed
+                      ) -> str:
+    "torch.profiler table of the top operators (self time) of one real training step: forward, set criterion, backward, AdamW."
+    from torch.profiler import profile, ProfilerActivity
+    from avss_nb.criterion import CriterionConfig, SetCriterion
+    dev = next(model.parameters()).device
+    frames = batch['frames']
+    if 'target' not in batch:
+        g = torch.Generator().manual_seed(0)
+        batch = dict(batch, target=_random_target(*frames.shape[:2], frames.shape[-1], TASKS[task], g).to(dev))
+    criterion = SetCriterion(CriterionConfig.from_preset(preset, task)).to(dev)
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-5)
+    ctx = (lambda: torch.autocast(dev.type, dtype=amp)) if amp is not None else (lambda: torch.autocast(dev.type, enabled=False))
+    parts = {f'model.{n}': m for n, m in model.named_children()}
+    def step():
+        model.train()
+        with ctx():
+            with torch.profiler.record_function('forward'): out = model(batch)
+            with torch.profiler.record_function('criterion'): loss = criterion(out, batch)['loss']
+        with torch.profiler.record_function('backward'): loss.backward()
+        with torch.profiler.record_function('optimizer'): opt.step(); opt.zero_grad(set_to_none=True)
+    for _ in range(warmup): step()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == 'cuda' else [])
+    with _labelled(parts), profile(activities=acts) as prof:
+        step(); _sync(dev)
+    events = prof.key_averages()
+    sort = 'self_device_time_total' if dev.type == 'cuda' else 'self_cpu_time_total'
+    regions = [e for e in events if e.key in ('forward', 'criterion', 'backward', 'optimizer', *parts)
+               or e.key.startswith('criterion.')]
+    total = sum(e.cpu_time_total for e in regions if e.key in ('forward', 'criterion', 'backward', 'optimizer')) or 1
+    lines = [f"regions of one training step ({dev}, wall share of forward + criterion + backward + optimizer):"]
+    for e in sorted(regions, key=lambda e: -e.cpu_time_total):
+        lines.append(f"  {e.key:32s} {e.cpu_time_total / 1e3:10.1f} ms  {100 * e.cpu_time_total / total:5.1f}%  (x{e.count})")
+    ops = [e for e in events if e not in regions]
+    top = sorted(ops, key=lambda e: -getattr(e, sort))[:row_limit]
+    self_total = sum(getattr(e, sort) for e in ops) or 1
+    lines.append(f"top {row_limit} operators by {sort.replace('_total', '')} (of {self_total / 1e3:.1f} ms):")
+    for e in top:
+        lines.append(f"  {e.key[:60]:60s} {getattr(e, sort) / 1e3:10.1f} ms  {100 * getattr(e, sort) / self_total:5.1f}%  (x{e.count})")
+    return '\n'.join(lines)
 
 def format_bench(rows:list[dict]) -> str:
     "A plain-text table of `bench_model` rows."
-    cols = ['model', 'params_m', 'infer_fps', 'train_fps', 'infer_peak_mib', 'train_peak_mib']
-    head = f"device {rows[0]['device']}, {rows[0]['images']} images of {rows[0]['image_size']} px, {rows[0]['amp']}"
-    peak = 'peak MiB (CUDA allocator)' if rows[0]['device'].startswith('cuda') else 'peak RSS MiB (process, cumulative)'
-    lines = [head, f"{'model':34s} {'params M':>9s} {'infer f/s':>10s} {'train f/s':>10s}   {peak}"]
+    r0 = rows[0]
+    head = (f"device {r0['device']}, {r0['images']} images of {r0['image_size']} px, {r0['amp']}, {r0.get('threads', '?')} threads, "
+            f"{r0.get('steps', '?')} interleaved steps, {r0.get('loss', 'stand_in')} loss; load average {r0.get('load_avg', '?')} (start, after infer, after train)")
+    peak = 'peak MiB (CUDA allocator)' if r0['device'].startswith('cuda') else 'peak RSS MiB (process, cumulative)'
+    lines = [head, "f/s: median [quartiles] {min..max} over the steps; ratio: per pair of adjacent steps",
+             f"{'model':34s} {'params M':>9s} {'infer f/s':>30s} {'train f/s':>30s}   {peak}"]
     for r in rows:
         f = lambda k, w, d: f"{r[k]:{w}.{d}f}" if k in r else ' ' * (w - 1) + '-'
-        lines.append(f"{r['model']:34s} {f('params_m', 9, 2)} {f('infer_fps', 10, 2)} {f('train_fps', 10, 2)}   "
+        def rate(k):
+            if k not in r: return f"{'-':>30s}"
+            if f'{k}_q1' not in r: return f"{r[k]:30.2f}"
+            return f"{r[k]:7.2f} [{r[k+'_q1']:.2f}-{r[k+'_q3']:.2f}] {{{r[k+'_min']:.2f}..{r[k+'_max']:.2f}}}".rjust(30)
+        lines.append(f"{r['model']:34s} {f('params_m', 9, 2)} {rate('infer_fps')} {rate('train_fps')}   "
                      f"{f('infer_peak_mib', 8, 0)} / {f('train_peak_mib', 8, 0)}")
+    if 'profile' in r0: lines += ['', r0['profile']]
     return '\n'.join(lines)
 
 def _bench_cli(args):
     rows = bench_model(args.preset or args.settings.preset, args.task, args.batch_size, args.frames, args.steps, args.warmup,
                        args.settings.device if args.device is None else args.device, args.amp, args.vs_hf, not args.no_train,
-                       args.priors, args.compile, **({'audio_queries': args.audio_queries} if args.audio_queries else {}))
+                       args.priors, args.compile, profile=args.profile, loss=args.loss,
+                       **({'audio_queries': args.audio_queries} if args.audio_queries else {}))
     print(json.dumps(rows, indent=1) if args.json else format_bench(rows))
 
 def add_cli(cli):
@@ -485,3 +601,8 @@ def add_cli(cli):
     p.add_argument('--audio-queries', default=None, choices=['adaptive', 'repeat', 'none'],
                    help="'none' drops the audio encoder: the pure Mask2Former path, the like-for-like comparison with HF")
     p.add_argument('--json', action='store_true', help='print rows as JSON')
+    p.add_argument('--loss', default='stand_in', choices=['stand_in', 'set'],
+                   help="training-step loss: 'stand_in' (same cheap loss on both: the models alone) or 'set' (each model's own "
+                        "Mask2Former criterion with Hungarian matching, on a made-up target)")
+    p.add_argument('--profile', action='store_true',
+                   help='also profile one real AAVS training step (set criterion, random target): regions and top 10 operators')

@@ -244,13 +244,13 @@ def ms_deform_attn(value:torch.Tensor,        # [N, L, heads, d] values of all l
     _, lq, _, levels, points, _ = locations.shape
     values = value.split([h * w for h, w in shapes], dim=1)
     grids = 2 * locations - 1
-    sampled = []
-    for lvl, (h, w) in enumerate(shapes):
-        v = values[lvl].flatten(2).transpose(1, 2).reshape(n * heads, d, h, w)          # [N*heads, d, h, w]
+    w = weights.transpose(1, 2).reshape(n * heads, 1, lq, levels, points)
+    out = 0
+    for lvl, (h, hw_w) in enumerate(shapes):   # weighted sum level by level: no stacked copy of all samples
+        v = values[lvl].flatten(2).transpose(1, 2).reshape(n * heads, d, h, hw_w)       # [N*heads, d, h, w]
         g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)                          # [N*heads, Lq, points, 2]
-        sampled.append(F.grid_sample(v, g, mode='bilinear', padding_mode='zeros', align_corners=False))  # [N*heads, d, Lq, points]
-    w = weights.transpose(1, 2).reshape(n * heads, 1, lq, levels * points)
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * w).sum(-1)                       # [N*heads, d, Lq]
+        sampled = F.grid_sample(v, g, mode='bilinear', padding_mode='zeros', align_corners=False)  # [N*heads, d, Lq, points]
+        out = out + (sampled * w[..., lvl, :]).sum(-1)                                 # [N*heads, d, Lq]
     return out.view(n, heads * d, lq).transpose(1, 2)
 
 ATTN_ADAPTERS = ('none', 'replace', 'after')

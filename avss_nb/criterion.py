@@ -12,12 +12,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
+from torch.profiler import record_function
 from .config import Preset, get_preset
 from .labels import NUM_CLASSES, IGNORE_INDEX
 
 # %% auto #0
-__all__ = ['CriterionConfig', 'semantic_targets', 'point_sample', 'uncertain_points', 'pairwise_mask_costs', 'HungarianMatcher',
-           'SetCriterion', 'bce_loss', 'dice_loss', 'focal_loss', 'ce_loss']
+__all__ = ['CriterionConfig', 'semantic_targets', 'point_sample', 'uncertain_points', 'point_draws', 'pairwise_mask_costs',
+           'stack_targets', 'HungarianMatcher', 'SetCriterion', 'bce_loss', 'dice_loss', 'focal_loss', 'ce_loss']
 
 # %% ../nbs/08_criterion.ipynb #802c068d
 @dataclass(frozen=True)
@@ -85,31 +86,57 @@ def uncertain_points(mask_logits:torch.Tensor, # [M, 1, h, w]
                      num_points:int,
                      oversample_ratio:float=3.0,
                      importance_sample_ratio:float=0.75,
+                     draws:tuple|None=None, # (candidates [M, oversample·P, 2], rest [M, P - uncertain, 2]) drawn beforehand
                     ) -> torch.Tensor:
     "Mask2Former importance sampling: the most uncertain (-|logit|) of `oversample·P` random points, plus random ones; `[M, P, 2]`."
     m = mask_logits.shape[0]
-    sampled = int(num_points * oversample_ratio)
-    coords = torch.rand(m, sampled, 2, device=mask_logits.device)
+    coords, rest = draws if draws is not None else (None, None)
+    if coords is None: coords = torch.rand(m, int(num_points * oversample_ratio), 2, device=mask_logits.device)
     uncertainty = -point_sample(mask_logits, coords).abs()[:, 0]          # [M, sampled]
     n_uncertain = int(importance_sample_ratio * num_points)
-    idx = torch.topk(uncertainty, k=n_uncertain, dim=1).indices
+    idx = torch.topk(uncertainty, k=n_uncertain, dim=1, sorted=False).indices   # the same points; their order only changes sums' rounding
     chosen = torch.gather(coords, 1, idx[..., None].expand(-1, -1, 2))
-    rest = torch.rand(m, num_points - n_uncertain, 2, device=mask_logits.device)
+    if rest is None: rest = torch.rand(m, num_points - n_uncertain, 2, device=mask_logits.device)
     return torch.cat([chosen, rest], 1)
 
+def point_draws(m:int, num_points:int, oversample_ratio:float=3.0, importance_sample_ratio:float=0.75, device=None) -> tuple:
+    "The two random draws `uncertain_points` makes for `m` masks, in its order (to draw them ahead of the matching)."
+    n_uncertain = int(importance_sample_ratio * num_points)
+    return (torch.rand(m, int(num_points * oversample_ratio), 2, device=device),
+            torch.rand(m, num_points - n_uncertain, 2, device=device))
+
 # %% ../nbs/08_criterion.ipynb #a0d87c84
-def pairwise_mask_costs(point_logits:torch.Tensor,  # [Q, P] predicted mask logits at the points
-                        point_targets:torch.Tensor, # [n, P] target mask values at the points
-                        point_weights:torch.Tensor|None=None, # [P] 1 = valid point, 0 = ignored
+def pairwise_mask_costs(point_logits:torch.Tensor,  # [..., Q, P] predicted mask logits at the points
+                        point_targets:torch.Tensor, # [..., n, P] target mask values at the points
+                        point_weights:torch.Tensor|None=None, # [..., P] 1 = valid point, 0 = ignored
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Pairwise sigmoid BCE and Dice costs `[Q, n]` (HF Mask2Former matcher)."
-    w = torch.ones_like(point_logits[0]) if point_weights is None else point_weights.to(point_logits)
+    "Pairwise sigmoid BCE and Dice costs `[..., Q, n]` (HF Mask2Former matcher); leading dimensions are frames."
+    tt = point_targets.transpose(-1, -2)                                    # [..., P, n]
+    if point_weights is None:                                               # every point counts: the same sums without the weights
+        bce = (F.softplus(point_logits).sum(-1)[..., None] - point_logits @ tt) / point_logits.new_tensor(point_logits.shape[-1])
+        prob = point_logits.sigmoid()
+        dice = 1 - (2 * prob @ tt + 1) / (prob.sum(-1)[..., None] + point_targets.sum(-1)[..., None, :] + 1)
+        return bce, dice
+    w = point_weights.to(point_logits)[..., None, :]                        # [..., 1, P]
     # BCE(x, t) = t·softplus(-x) + (1-t)·softplus(x) = softplus(x) - t·x: one softplus and one matrix product
-    bce = ((F.softplus(point_logits) * w).sum(-1)[:, None] - (point_logits * w) @ point_targets.T) / w.sum().clamp(min=1e-6)
+    bce = ((F.softplus(point_logits) * w).sum(-1)[..., None] - (point_logits * w) @ tt) / w.sum(-1)[..., None].clamp(min=1e-6)
     prob = point_logits.sigmoid() * w
     tw = point_targets * w
-    dice = 1 - (2 * prob @ point_targets.T + 1) / (prob.sum(-1)[:, None] + tw.sum(-1)[None, :] + 1)
+    dice = 1 - (2 * prob @ tt + 1) / (prob.sum(-1)[..., None] + tw.sum(-1)[..., None, :] + 1)
     return bce, dice
+
+def stack_targets(targets:list[dict]) -> dict:
+    "The V frames' targets padded to the most segments `n`: masks [V,n,S,S], labels [V,n], counts [V], valid [V,1,S,S] or None, has_valid [V]."
+    counts = [len(t['labels']) for t in targets]
+    v, n = len(targets), max(counts)
+    ref = targets[0]['masks']
+    masks = ref.new_zeros(v, n, *ref.shape[-2:])
+    labels = torch.zeros(v, n, dtype=torch.int64, device=ref.device)
+    for i, t in enumerate(targets): masks[i, :counts[i]] = t['masks']; labels[i, :counts[i]] = t['labels']
+    has_valid = [t['valid'] is not None for t in targets]
+    valid = torch.stack([t['valid'] if t['valid'] is not None else ref.new_ones(ref.shape[-2:]) for t in targets])[:, None] \
+        if any(has_valid) else None
+    return dict(masks=masks, labels=labels, counts=counts, valid=valid, has_valid=torch.tensor(has_valid, device=ref.device))
 
 class HungarianMatcher:
     "One-to-one assignment of queries to target segments per frame (Mask2Former costs, scipy Hungarian)."
@@ -124,28 +151,52 @@ class HungarianMatcher:
                       coords:torch.Tensor|None=None,  # [V, P, 2] points; default uniform random, shared per frame
                      ) -> list[torch.Tensor]:
         "Cost matrices `[Q, n_v]`, one per frame."
-        v = pred_logits.shape[0]
+        stacked = stack_targets(targets)
+        costs = self.batched_costs(pred_logits, pred_masks, stacked, coords)
+        return [c[:, :n] for c, n in zip(costs, stacked['counts'])]
+
+    @torch.no_grad()
+    def batched_costs(self, pred_logits:torch.Tensor, # [V, Q, K+1]
+                      pred_masks:torch.Tensor,        # [V, Q, h, w]
+                      stacked:dict,                   # `stack_targets` of the V frames
+                      coords:torch.Tensor|None=None,  # [V, P, 2]; default uniform random, shared per frame
+                     ) -> torch.Tensor:               # [V, Q, n] (columns past a frame's count are padding)
+        "The cost matrices of all frames at once (one point sampling, one batched matrix product each)."
+        v, q = pred_logits.shape[:2]
         if coords is None: coords = torch.rand(v, self.num_points, 2, device=pred_masks.device)
-        point_logits = point_sample(pred_masks.float(), coords)               # [V, Q, P]
+        point_logits = point_sample(pred_masks.float(), coords)                              # [V, Q, P]
         probs = pred_logits.float().softmax(-1)
-        costs = []
-        for i, tgt in enumerate(targets):
-            point_targets = point_sample(tgt['masks'][None].to(point_logits), coords[i:i + 1])[0]   # [n, P]
-            weights = None if tgt['valid'] is None else point_sample(tgt['valid'][None, None].to(point_logits), coords[i:i + 1])[0, 0]
-            bce, dice = pairwise_mask_costs(point_logits[i], point_targets, weights)
-            cost = self.cost_mask * bce + self.cost_class * -probs[i][:, tgt['labels']] + self.cost_dice * dice
-            big = torch.finfo(cost.dtype).max
-            costs.append(torch.nan_to_num(cost, nan=big, posinf=big, neginf=big))
-        return costs
+        point_targets = point_sample(stacked['masks'].to(point_logits), coords)              # [V, n, P]
+        weights = None
+        if stacked['valid'] is not None:                                                     # frames without 255: weight exactly 1
+            sampled = point_sample(stacked['valid'].to(point_logits), coords)[:, 0]          # [V, P]
+            weights = torch.where(stacked['has_valid'].to(sampled.device)[:, None], sampled, torch.ones_like(sampled))
+        bce, dice = pairwise_mask_costs(point_logits, point_targets, weights)                # [V, Q, n] x2
+        labels = stacked['labels'].to(probs.device)[:, None, :].expand(-1, q, -1)
+        cost = self.cost_mask * bce + self.cost_class * -probs.gather(2, labels) + self.cost_dice * dice
+        big = torch.finfo(cost.dtype).max
+        return torch.nan_to_num(cost, nan=big, posinf=big, neginf=big)
+
+    @staticmethod
+    def assign(costs:list[torch.Tensor], # L layers' `batched_costs`, each [V, Q, n]
+               counts:list[int],         # V segment counts
+              ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        "Per layer, per frame `(query_idx, target_idx)`: one copy to the CPU for all layers, then scipy per frame."
+        host = torch.stack(costs).cpu().numpy()                                                # [L, V, Q, n]: the only sync
+        out = []
+        for layer in host:
+            pairs = []
+            for cost, n in zip(layer, counts):
+                rows, cols = linear_sum_assignment(cost[:, :n])
+                pairs.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
+            out.append(pairs)
+        return out
 
     @torch.no_grad()
     def __call__(self, pred_logits, pred_masks, targets, coords=None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         "Per frame `(query_idx, target_idx)` int64 tensors of the least-cost assignment."
-        out = []
-        for cost in self.cost_matrices(pred_logits, pred_masks, targets, coords):
-            rows, cols = linear_sum_assignment(cost.cpu().numpy())
-            out.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
-        return out
+        stacked = stack_targets(targets)
+        return self.assign([self.batched_costs(pred_logits, pred_masks, stacked, coords)], stacked['counts'])[0]
 
 # %% ../nbs/08_criterion.ipynb #54601fc2
 def _num_masks(count:int, device) -> torch.Tensor:
@@ -161,6 +212,14 @@ def _zero_like_outputs(outputs:dict) -> torch.Tensor:
     zero = outputs['pred_logits'].sum() * 0 + outputs['pred_masks'].sum() * 0
     for aux in outputs.get('aux_outputs', []) or []: zero = zero + aux['pred_logits'].sum() * 0 + aux['pred_masks'].sum() * 0
     return zero
+
+def _indices_to(matches:list[list[tuple]], device) -> list[list[tuple]]:
+    "Every layer's `(rows, cols)` moved to `device` in one (pinned, non-blocking) copy, so the losses never wait on the GPU."
+    sizes = [len(x) for layer in matches for pair in layer for x in pair]
+    flat = torch.cat([x for layer in matches for pair in layer for x in pair])
+    flat = flat.pin_memory().to(device, non_blocking=True) if torch.device(device).type == 'cuda' else flat.to(device)
+    parts = iter(flat.split(sizes))
+    return [[(next(parts), next(parts)) for _ in layer] for layer in matches]
 
 class SetCriterion(nn.Module):
     "Mask2Former set loss: Hungarian matching, CE with no-object weight, point-sampled BCE + Dice, deep supervision."
@@ -181,7 +240,7 @@ class SetCriterion(nn.Module):
         for i, (rows, cols, labels) in enumerate(indices): target_classes[i, rows.to(pred_logits.device)] = labels[cols].to(pred_logits.device)
         return F.cross_entropy(pred_logits.float().transpose(1, 2), target_classes, weight=self.empty_weight.float())
 
-    def loss_masks(self, pred_masks, targets, indices, num_masks) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_masks(self, pred_masks, targets, indices, num_masks, draws=None) -> tuple[torch.Tensor, torch.Tensor]:
         "Point-sampled sigmoid BCE and Dice of the matched masks, summed and divided by `num_masks`."
         cfg = self.config
         frame = torch.cat([torch.full_like(rows, i) for i, (rows, _, _) in enumerate(indices)]).to(pred_masks.device)
@@ -193,7 +252,7 @@ class SetCriterion(nn.Module):
             valid = torch.cat([(torch.ones_like(t['masks'][:1]) if t['valid'] is None else t['valid'][None]).expand(len(c), -1, -1)
                                for t, (_, c, _) in zip(targets, indices)])[:, None].to(src)
         with torch.no_grad():
-            coords = uncertain_points(src, cfg.num_points, cfg.oversample_ratio, cfg.importance_sample_ratio)
+            coords = uncertain_points(src, cfg.num_points, cfg.oversample_ratio, cfg.importance_sample_ratio, draws)
             labels = point_sample(tgt, coords)[:, 0]                                # [M, P]
             weights = point_sample(valid, coords)[:, 0] if weighted else torch.ones_like(labels)
         logits = point_sample(src, coords)[:, 0]                                   # [M, P]
@@ -203,13 +262,25 @@ class SetCriterion(nn.Module):
         dice = 1 - (2 * (prob * labels).sum(1) + 1) / (prob.sum(1) + (labels * weights).sum(1) + 1)
         return loss_mask, dice.sum() / num_masks
 
-    def _layer(self, pred_logits, pred_masks, frames, targets, num_masks) -> dict:
-        "CE, BCE and Dice of one decoder layer's prediction."
-        logits, masks = pred_logits[frames], pred_masks[frames]
-        matched = self.matcher(logits, masks, targets)
+    def _layer(self, logits, masks, targets, matched, num_masks, draws=None) -> dict:
+        "CE, BCE and Dice of one decoder layer's prediction (`logits`, `masks`: its frames with targets) given its matching."
         indices = [(rows, cols, t['labels']) for (rows, cols), t in zip(matched, targets)]
-        loss_mask, loss_dice = self.loss_masks(masks, targets, indices, num_masks)
+        loss_mask, loss_dice = self.loss_masks(masks, targets, indices, num_masks, draws)
         return dict(loss_ce=self.loss_labels(logits, indices), loss_mask=loss_mask, loss_dice=loss_dice)
+
+    def _match_all(self, layers:list[dict], frames:list[int], targets:list[dict]) -> tuple[list, list, list]:
+        "Every layer's matching from one batched cost computation per layer and one copy to the CPU; the random draws in HF's order."
+        cfg = self.config
+        selected = [(layer['pred_logits'][frames], layer['pred_masks'][frames]) for layer in layers]
+        q, dev = selected[0][0].shape[1], selected[0][1].device
+        stacked = stack_targets(targets)
+        matched_masks = sum(min(q, n) for n in stacked['counts'])     # rows `loss_masks` samples points for
+        coords, draws = [], []
+        for _ in layers:    # HF draws, per layer: matcher points, then the loss's candidate and random points
+            coords.append(torch.rand(len(frames), cfg.num_points, 2, device=dev))
+            draws.append(point_draws(matched_masks, cfg.num_points, cfg.oversample_ratio, cfg.importance_sample_ratio, dev))
+        costs = [self.matcher.batched_costs(lg, mk, stacked, c) for (lg, mk), c in zip(selected, coords)]
+        return selected, _indices_to(self.matcher.assign(costs, stacked['counts']), dev), draws
 
     def forward(self, outputs:dict, # pred_logits [N,Q,K+1], pred_masks [N,Q,h,w], optional aux_outputs list
                 batch:dict,         # target [B,T,S,S] int64, has_gt [B,T] bool (N = B*T)
@@ -230,8 +301,9 @@ class SetCriterion(nn.Module):
                      for name in ('loss_ce', 'loss_mask', 'loss_dice')}
             return dict(loss=zero, **parts)
         parts, total = {}, 0
-        for j, layer in enumerate(layers):
-            terms = self._layer(layer['pred_logits'], layer['pred_masks'], frames, targets, num_masks)
+        with record_function('criterion.match'): selected, matches, draws = self._match_all(layers, frames, targets)
+        for j, ((logits, masks), matched, drawn) in enumerate(zip(selected, matches, draws)):
+            with record_function('criterion.layer_losses'): terms = self._layer(logits, masks, targets, matched, num_masks, drawn)
             weighted = cfg.class_weight * terms['loss_ce'] + cfg.mask_weight * terms['loss_mask'] + cfg.dice_weight * terms['loss_dice']
             total = total + (weighted if j == 0 else cfg.aux_weight * weighted)
             parts.update({(k if j == 0 else f'{k}_{j - 1}'): v for k, v in terms.items()})

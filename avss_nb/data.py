@@ -556,7 +556,10 @@ def bench_loader(dataset,               # any dataset yielding items
     return results
 
 def _bench_data(args):
-    "CLI: time the loader for 0, 1, 2 workers."
+    "CLI: time the loader for 0, 1, 2 workers (with --dataset: a runs spec, with and without the decoded cache)."
+    if args.dataset:
+        from avss_nb.cache import bench_data_cli
+        return bench_data_cli(args)
     root = Path(args.root) if args.root else args.settings.avsbench_root
     if args.subset in OBJECT_SUBSETS: ds = AVSBenchObject(root, args.subset, args.split, size=args.size)
     else: ds = AVSBenchSemantic(root, args.subset.split(','), args.split, size=args.size)
@@ -578,7 +581,12 @@ def add_cli(cli):
     p.add_argument('--max-videos', type=int, default=None)
     p.add_argument('--workers', default='0,1,2', help='comma list of worker counts')
     p.add_argument('--torch-threads', type=int, default=None, help='torch threads of the main process (workers use 1)')
+    p.add_argument('--dataset', default=None, help="a runs dataset spec (e.g. 'toy:v1s', 'freeavs:v1s'): loader with and without "
+                   "the decoded cache next to the AAVS training step at --preset")
+    p.add_argument('--preset', default=None, help='with --dataset: preset of the data size and of the model step (default: settings preset)')
+    p.add_argument('--task', default='binary', choices=['binary', 'semantic'], help='with --dataset')
     add_check_cli(cli)
+
 
 # %% ../nbs/02_data.ipynb #a6de444c
 def check_avsbench(root:str|Path,        # an AVSBench copy (semantic release and/or Single-source / Multi-sources)

@@ -43,6 +43,7 @@ def build_dataset(spec:str,          # dataset spec, e.g. 'toy:v1s+v2'
                   task:str='binary', # binary targets for 'binary'
                   preset='smoke',    # preset name or Preset (size, caps)
                   settings:Settings|None=None,
+                  cache:bool|None=None, # read decoded items from `<data_root>/cache` (avss_nb.cache); None: a `cache` setting if any
                  ) -> Dataset:
     "The items of a dataset spec for one split."
     from avss_nb.data import AVSBenchSemantic, AVSBenchObject, SPLITS
@@ -64,7 +65,11 @@ def build_dataset(spec:str,          # dataset spec, e.g. 'toy:v1s+v2'
             ds = AVSBenchSemantic(root, sub, split, size=p.image_size, binary=binary, train_transform=split == 'train')
         if p.max_videos and len(ds) > p.max_videos: ds = Subset(ds, range(p.max_videos))
         parts.append(ds)
-    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    ds = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    if cache if cache is not None else getattr(settings, 'cache', False):
+        from avss_nb.cache import cached
+        ds = cached(ds, Path(settings.data_root)/'cache')
+    return ds
 
 # %% ../nbs/14_runs.ipynb #9b2ec040
 def _pairs(value) -> tuple:
