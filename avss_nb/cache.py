@@ -16,7 +16,7 @@ from .data import IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'FRAME_CODECS', 'dataset_identity', 'cache_key', 'decode_frames', 'build_cache', 'CachedDataset',
-           'cached', 'bench_cache', 'format_bench_cache', 'bench_data_cli']
+           'cached', 'bench_cache', 'format_bench_cache']
 
 # %% ../nbs/02b_cache.ipynb #3b2b17d8
 CACHE_FORMAT = 1   # bump when the layout changes: old caches are then simply not found
@@ -219,11 +219,3 @@ def format_bench_cache(r:dict) -> str:
         f"  loader, decoded cache  : {r['cached_fps']:9.1f} frames/s  ({ratio(r['cached_fps'])}; cache built/opened in {r['cache_build_or_open_s']} s: {r['cache']})",
         f"  {r['model']} training step: {r['model_train_fps']:9.2f} frames/s (CPU)"])
 
-def bench_data_cli(args):
-    "`avss-nb bench data --dataset SPEC [--cache]`: a runs dataset spec through `bench_cache`."
-    from avss_nb.runs import build_dataset
-    preset = args.preset or args.settings.preset
-    ds = build_dataset(args.dataset, args.split, args.task, preset, args.settings, cache=False)
-    r = bench_cache(ds, Path(args.settings.data_root)/'cache', args.batch_size, int(args.workers.split(',')[0]),
-                    args.max_videos, preset, args.task)
-    print(format_bench_cache(r))

@@ -13,7 +13,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['SETTINGS_FILE', 'PRESETS', 'UserError', 'SettingsError', 'CheckpointError', 'RunLockedError', 'MissingFileError',
            'nearest', 'project_root', 'Settings', 'get_settings', 'resolve_device', 'resolve_threads', 'apply_threads',
-           'Preset', 'PresetError', 'register_preset', 'get_preset']
+           'Preset', 'PresetError', 'register_preset', 'get_preset', 'git_revision']
 
 # %% ../nbs/00_config.ipynb #0bb75dbb
 class UserError(Exception):
@@ -257,3 +257,16 @@ def get_preset(name:str|Preset, # a preset name ('smoke', 'quick', 'full', 'pape
     elif name in PRESETS: base = PRESETS[name]
     else: raise PresetError(f"unknown preset {name!r}{nearest(name, PRESETS)}; known: {sorted(PRESETS)}", key=str(name))
     return replace(base, **overrides) if overrides else base
+
+# %% ../nbs/00_config.ipynb #c0f91a02
+import subprocess
+
+def git_revision(root:str|Path|None=None) -> dict|None:
+    "Commit and whether tracked files other than results/ (what a reproduction rewrites) differ from it."
+    root = root or project_root()
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '-uno', '--', '.', ':(exclude)results'], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError): return None
+    return dict(commit=commit, dirty=bool(dirty)) if commit else None
+

@@ -21,7 +21,7 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'OBJECT_SUBSETS', 'SEMANTIC_SUBSETS'
            'TRAIN_FRAMES', 'EMPTY_V1M', 'AVSBenchError', 'TensorUnpickler', 'load_log_mel_pkl', 'fit_image',
            'VideoRecord', 'truncation', 'load_video', 'AVSBenchDataset', 'AVSBenchObject', 'AVSBenchSemantic',
            'collate_items', 'select_train_frames', 'skip_empty_v1m', 'TrainProtocol', 'bench_loader', 'add_cli',
-           'check_avsbench', 'add_check_cli']
+           'check_avsbench', 'add_check_cli', 'ZeroAudio']
 
 # %% ../nbs/02_data.ipynb #38ddf9c2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -556,10 +556,7 @@ def bench_loader(dataset,               # any dataset yielding items
     return results
 
 def _bench_data(args):
-    "CLI: time the loader for 0, 1, 2 workers (with --dataset: a runs spec, with and without the decoded cache)."
-    if args.dataset:
-        from avss_nb.cache import bench_data_cli
-        return bench_data_cli(args)
+    "CLI: time the loader for 0, 1, 2 workers (a runs dataset spec with and without the decoded cache: `avss-nb bench cache`)."
     root = Path(args.root) if args.root else args.settings.avsbench_root
     if args.subset in OBJECT_SUBSETS: ds = AVSBenchObject(root, args.subset, args.split, size=args.size)
     else: ds = AVSBenchSemantic(root, args.subset.split(','), args.split, size=args.size)
@@ -581,10 +578,6 @@ def add_cli(cli):
     p.add_argument('--max-videos', type=int, default=None)
     p.add_argument('--workers', default='0,1,2', help='comma list of worker counts')
     p.add_argument('--torch-threads', type=int, default=None, help='torch threads of the main process (workers use 1)')
-    p.add_argument('--dataset', default=None, help="a runs dataset spec (e.g. 'toy:v1s', 'freeavs:v1s'): loader with and without "
-                   "the decoded cache next to the AAVS training step at --preset")
-    p.add_argument('--preset', default=None, help='with --dataset: preset of the data size and of the model step (default: settings preset)')
-    p.add_argument('--task', default='binary', choices=['binary', 'semantic'], help='with --dataset')
     add_check_cli(cli)
 
 
@@ -647,3 +640,13 @@ def add_check_cli(cli):
     "Register `avss-nb data check`."
     p = cli.command('data check', 'Decode every file of an AVSBench copy and list every problem in one pass.', _check_cli)
     p.add_argument('root', nargs='?', default=None, help='dataset root (default: settings avsbench_root)')
+
+# %% ../nbs/02_data.ipynb #d0a7e002
+class ZeroAudio(torch.utils.data.Dataset):
+    "Items of `dataset` with their audio examples replaced by zeros (the visual-only control)."
+    def __init__(self, dataset:Dataset): self.dataset = dataset
+    def __len__(self): return len(self.dataset)
+    def __getitem__(self, i:int) -> dict:
+        item = dict(self.dataset[i])
+        item['audio'] = torch.zeros_like(item['audio'])   # [T,96,64]
+        return item

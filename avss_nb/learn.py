@@ -13,18 +13,12 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset, ConcatDataset
 
 # %% auto #0
-__all__ = ['CURVE_COLUMNS', 'ZeroAudio', 'every_object_labels', 'every_object_metrics', 'learning_curve', 'format_curve',
-           'write_curve', 'derived_preset', 'add_cli']
+__all__ = ['CURVE_COLUMNS', 'every_object_labels', 'every_object_metrics', 'learning_curve', 'format_curve', 'write_curve',
+           'derived_preset', 'bench_data_cli', 'add_cli']
 
 # %% ../nbs/18_learn.ipynb #3e495095
-class ZeroAudio(Dataset):
-    "Items of `dataset` with their audio examples replaced by zeros (the visual-only control)."
-    def __init__(self, dataset:Dataset): self.dataset = dataset
-    def __len__(self): return len(self.dataset)
-    def __getitem__(self, i:int) -> dict:
-        item = dict(self.dataset[i])
-        item['audio'] = torch.zeros_like(item['audio'])   # [T,96,64]
-        return item
+from .data import ZeroAudio   # the visual-only control's input lives with the datasets (runs uses it)
+
 
 # %% ../nbs/18_learn.ipynb #2350cf97
 def every_object_labels(scene,      # avss_nb.freeavs.Scene
@@ -223,6 +217,16 @@ def _every_object(args):
     r = every_object_metrics(dataset, args.split, kind, args.run_preset or args.settings.preset, media, args.settings)
     print(json.dumps(r, indent=1))
 
+def bench_data_cli(args):
+    "`avss-nb bench cache --dataset SPEC`: a runs dataset spec's loader with and without the decoded cache, beside the model step."
+    from avss_nb.runs import build_dataset
+    from avss_nb.cache import bench_cache, format_bench_cache
+    preset = args.preset or args.settings.preset
+    ds = build_dataset(args.dataset, args.split, args.task, preset, args.settings, cache=False)
+    r = bench_cache(ds, Path(args.settings.data_root)/'cache', args.batch_size, int(args.workers.split(',')[0]),
+                    args.max_videos, preset, args.task)
+    print(format_bench_cache(r))
+
 def add_cli(cli):
     "Register `avss-nb bench learn` and `avss-nb baseline every-object`."
     from avss_nb.runs import AUDIO_INPUTS
@@ -246,3 +250,12 @@ def add_cli(cli):
     p.add_argument('--split', default='test', choices=['train', 'val', 'test'])
     p.add_argument('--preset', dest='run_preset', default=None, help='preset (default: settings)')
     p.add_argument('--pack', default=None, help='media pack the dataset was built from (default: settings freeavs_pack)')
+    p = cli.command('bench cache', 'Loader frames/s of a runs dataset spec with and without the decoded cache, beside the training step.', bench_data_cli)
+    p.add_argument('--dataset', required=True, help="a runs dataset spec, e.g. 'toy:v1s', 'freeavs:v1s', 'avsbench:v2'")
+    p.add_argument('--preset', default=None, help='preset of the data size and of the model step (default: settings preset)')
+    p.add_argument('--task', default='binary', choices=['binary', 'semantic'])
+    p.add_argument('--split', default='train')
+    p.add_argument('--batch-size', type=int, default=2)
+    p.add_argument('--max-videos', type=int, default=None)
+    p.add_argument('--workers', default='0', help='loader workers (first of a comma list)')
+

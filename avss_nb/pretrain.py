@@ -183,7 +183,7 @@ def pretrain_run(spec:PretrainSpec,   # what to pretrain
     from avss_nb.config import get_settings, apply_threads
     from avss_nb.labels import NUM_CLASSES
     from avss_nb.train import atomic_write, seed_everything
-    from avss_nb.runs import git_revision
+    from avss_nb.config import git_revision
     settings = settings or get_settings()
     path, folder = pretrain_record_path(spec, settings), pretrain_dir(spec, settings)
     if path.is_file() and not force:

@@ -15,12 +15,14 @@ from .config import (get_settings, get_preset, Settings, project_root, UserError
                             MissingFileError, RunLockedError, nearest)
 from .train import (TrainConfig, Trainer, evaluate, init_distributed, seed_everything, load_weights, atomic_write,
                            unwrap, barrier, SCHEDULES, sweep_temp_files)
+from .config import git_revision   # lives below the registry (pretraining records use it too)
+
 
 # %% auto #0
 __all__ = ['TASKS', 'AUDIO_INPUTS', 'DATASET_SOURCES', 'parse_dataset', 'build_dataset', 'RunSpec', 'build_model', 'train_config',
-           'run_dir', 'record_path', 'load_record', 'git_revision', 'describe_device', 'epoch_line', 'write_record',
-           'load_run_model', 'data_identity', 'evaluate_run', 'run_priors_dir', 'ensure_run_priors', 'with_priors',
-           'acquire_run_lock', 'train_run', 'list_runs', 'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
+           'run_dir', 'record_path', 'load_record', 'describe_device', 'epoch_line', 'write_record', 'load_run_model',
+           'data_identity', 'evaluate_run', 'run_priors_dir', 'ensure_run_priors', 'with_priors', 'acquire_run_lock',
+           'train_run', 'list_runs', 'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
 
 # %% ../nbs/14_runs.ipynb #cd510c7a
 TASKS = ('binary', 'semantic')
@@ -198,15 +200,6 @@ def load_record(run:'RunSpec|str', settings:Settings|None=None) -> dict|None:
         raise CheckpointError(f"run record {path} has no 'spec'/'hash'", path=path, hint="restore it from git or delete it to train the run again")
     return rec
 
-def git_revision(root:str|Path|None=None) -> dict|None:
-    "Commit and whether tracked files other than results/ (what a reproduction rewrites) differ from it."
-    root = root or project_root()
-    try:
-        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
-        dirty = subprocess.run(['git', 'status', '--porcelain', '-uno', '--', '.', ':(exclude)results'], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.SubprocessError): return None
-    return dict(commit=commit, dirty=bool(dirty)) if commit else None
-
 def describe_device(device:torch.device, world_size:int=1) -> str:
     "e.g. 'cpu (2 threads)' or '2 x NVIDIA H100 80GB HBM3'."
     if device.type == 'cuda': name = torch.cuda.get_device_name(device)
@@ -217,7 +210,7 @@ def describe_device(device:torch.device, world_size:int=1) -> str:
 def _datasets(spec:RunSpec, split:str, settings:Settings, prior:str|None=None, dataset:str|None=None) -> Dataset:
     ds = build_dataset(dataset or spec.dataset, split, spec.task, spec.preset, settings)
     if spec.audio == 'zero':
-        from avss_nb.learn import ZeroAudio
+        from avss_nb.data import ZeroAudio
         ds = ZeroAudio(ds)
     source = prior if prior is not None else (spec.train_prior if split == 'train' else spec.eval_prior)
     ds = with_priors(ds, source, settings, spec.seed)

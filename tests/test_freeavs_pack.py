@@ -40,7 +40,7 @@ def test_pack_format_roundtrip(tmp_path):
 
 def test_stats_report_instances_per_class_and_split(tmp_path):
     "stats.json (and the manifest) count, per sounding class and split, the cut-outs and recordings a split draws from."
-    write_toy_pack(tmp_path/'pack')
+    write_toy_pack(tmp_path/'pack', ToyMedia())
     media = PackMedia(tmp_path/'pack')
     build_dataset(media, tmp_path/'ds', PLAN, seed=1, verbose=False)
     stats = json.loads((tmp_path/'ds'/'stats.json').read_text())

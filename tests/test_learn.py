@@ -52,17 +52,16 @@ def test_preset_video_cap_covers_its_freeavs_build():
         assert p.max_videos >= largest, f"preset {p.name}: max_videos {p.max_videos} drops videos of FreeAVS {p.freeavs} ({largest})"
 
 
-def test_recorded_runs_keep_their_hash(monkeypatch):
-    "The `audio` field (default 'real') must not change the hash of a run recorded before it existed."
-    import avss_nb.runs as runs
-    records = [json.loads(p.read_text()) for p in sorted((ROOT/'results'/'runs').glob('*.json'))]
-    records = [r for r in records if 'spec' in r and 'preset' in r and 'hash' in r]
-    if not records: pytest.skip('no run records in results/runs')
-    for rec in records:
-        values = dict(rec['preset']); values['seeds'] = tuple(values['seeds'])
-        monkeypatch.setattr(runs, 'get_preset', lambda name, **kw: Preset(**values))
-        assert runs.RunSpec.from_dict(rec['spec']).key() == rec['hash'], rec['hash']
-
+def test_default_audio_leaves_the_hash_unchanged():
+    "The `audio` field at its default ('real') is left out of the hash, so a spec hashes as it did before the field existed."
+    import hashlib
+    from avss_nb.runs import RunSpec
+    from avss_nb.config import get_preset
+    for spec in (RunSpec(), RunSpec('tpavi', 'binary', 'toy:v1s', seed=3)):
+        d = spec.to_dict(); del d['audio']                # the spec as written before `audio` existed
+        text = json.dumps(dict(d, preset_values=get_preset(spec.preset).to_dict()), sort_keys=True, separators=(',', ':'))
+        assert spec.key() == hashlib.sha256(text.encode()).hexdigest()[:12]
+        assert spec.replace(audio='zero').key() != spec.key()
 
 def test_visual_only_run_records_present_class_miou(tmp_path):
     "A zero-audio semantic run: its items carry no audio, and its record has `miou_present` for val and test."
@@ -85,8 +84,9 @@ def test_preset_asking_for_pretraining_builds_models_from_it(tmp_path, monkeypat
     from safetensors.torch import load_file
     from avss_nb.config import register_preset, get_preset
     from avss_nb.freeavs_media import write_toy_pack
+    from avss_nb.freeavs import ToyMedia
     from avss_nb.runs import RunSpec, build_model
-    write_toy_pack(tmp_path/'pack')
+    write_toy_pack(tmp_path/'pack', ToyMedia())
     monkeypatch.setenv('AVSS_FREEAVS_PACK', str(tmp_path/'pack')); monkeypatch.setenv('AVSS_RUNS_DIR', str(tmp_path/'runs'))
     register_preset(replace(get_preset('smoke'), name='smoke-pretrained', visual_pretrained='freeavs-seg',
                             audio_pretrained='freeavs-cls', pretrain_steps=2))

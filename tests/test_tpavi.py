@@ -45,7 +45,9 @@ def test_padding_content_is_ignored_in_training():
 @pytest.mark.parametrize('dataset, avm', [('avsbench-object:s4', False), ('toy:v1s', False), ('avsbench-object:ms3', True),
                                           ('toy:v1m', True), ('toy:v1s+v1m', True)])
 def test_run_subset_reaches_the_model(dataset, avm):
-    "A binary run on S4 data builds TPAVI without the AVM term and with frame-0 BCE (official S4); MS3 keeps AVM."
+    "A binary run on S4 data builds TPAVI without the AVM term and with frame-0 BCE (official S4, all five frames fed); MS3 keeps AVM."
     from avss_nb.runs import RunSpec, build_model
-    model = build_model(RunSpec('tpavi', 'binary', dataset))
+    model = build_model(RunSpec('tpavi', 'binary', dataset, train_frames='all'))
     assert (model.config.avm_weight > 0) == avm and model.config.first_frame_only == (not avm)
+    repeat = build_model(RunSpec('tpavi', 'binary', dataset))   # default 'repeat': frame 0 with each second's audio, every fed frame labelled
+    assert (repeat.config.avm_weight > 0) == avm and not repeat.config.first_frame_only
