@@ -19,9 +19,9 @@ from .config import UserError
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'OBJECT_SUBSETS', 'SEMANTIC_SUBSETS', 'SPLITS', 'NUM_FRAMES', 'OBJECT_DIRS',
            'TRAIN_FRAMES', 'EMPTY_V1M', 'AVSBenchError', 'TensorUnpickler', 'load_log_mel_pkl', 'fit_image',
-           'VideoRecord', 'truncation', 'load_video', 'AVSBenchDataset', 'AVSBenchObject', 'AVSBenchSemantic',
-           'collate_items', 'select_train_frames', 'skip_empty_v1m', 'TrainProtocol', 'bench_loader', 'add_cli',
-           'check_avsbench', 'add_check_cli', 'ZeroAudio']
+           'VideoRecord', 'truncation', 'decode_image', 'load_video', 'AVSBenchDataset', 'AVSBenchObject',
+           'AVSBenchSemantic', 'collate_items', 'select_train_frames', 'skip_empty_v1m', 'TrainProtocol',
+           'bench_loader', 'add_cli', 'check_avsbench', 'add_check_cli', 'ZeroAudio']
 
 # %% ../nbs/02_data.ipynb #38ddf9c2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -123,26 +123,26 @@ class VideoRecord:
 # %% ../nbs/02_data.ipynb #3df99ab4
 _END_MARKERS = {'JPEG': b'\xff\xd9', 'PNG': b'IEND'}
 
-def truncation(path, fmt:str|None) -> str|None:
-    "Why a JPEG or PNG file is cut short (no end marker in its last bytes; PIL decodes some such files without a word), or None."
+def truncation(data:bytes, fmt:str|None) -> str|None:
+    "Why a JPEG or PNG file's bytes are cut short (no end marker in the last bytes; PIL decodes some such files without a word), or None."
     marker = _END_MARKERS.get(fmt)
     if marker is None: return None
-    with open(path, 'rb') as f:
-        f.seek(0, 2); f.seek(max(0, f.tell() - 32)); tail = f.read()
-    return None if marker in tail else f'truncated: no {fmt} end marker'
+    return None if marker in data[-32:] else f'truncated: no {fmt} end marker'
+
+def decode_image(path) -> Image.Image:
+    "The whole image decoded from one read of the file; OSError if it is truncated or corrupt (the file is closed either way)."
+    data = Path(path).read_bytes()
+    img = Image.open(io.BytesIO(data)); img.load()
+    cut = truncation(data, img.format)
+    if cut: raise OSError(cut)
+    return img
 
 def _open_image(path, rec:VideoRecord, mode:str) -> Image.Image:
     "Open and decode an image, raising AVSBenchError naming file and video."
-    img = None
-    try:
-        img = Image.open(path); img.load()
-        cut = truncation(path, img.format)
-        if cut: raise OSError(cut)
-        return img.convert(mode) if mode and img.mode != mode else img
+    try: img = decode_image(path)
     except FileNotFoundError: raise AVSBenchError(path, 'file not found', rec.id, rec.subset) from None
-    except Exception as e:
-        if img is not None: img.close()                                   # do not leak the handle of a file that failed
-        raise AVSBenchError(path, f'cannot read image ({type(e).__name__}: {e})', rec.id, rec.subset) from None
+    except Exception as e: raise AVSBenchError(path, f'cannot read image ({type(e).__name__}: {e})', rec.id, rec.subset) from None
+    return img.convert(mode) if mode and img.mode != mode else img
 
 _MEAN32, _STD32 = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
 

@@ -15,7 +15,7 @@ from PIL import Image
 from .labels import (CLASSES, NUM_CLASSES, CLASS_INDEX, BACKGROUND, IGNORE_INDEX, PALETTE, labels_to_rgb,
                      rgb_to_labels, label2idx_json)
 from .audio import SAMPLE_RATE, clip_examples
-from .data import IMAGENET_MEAN, IMAGENET_STD, NUM_FRAMES, SEMANTIC_SUBSETS, SPLITS, fit_image, truncation
+from .data import IMAGENET_MEAN, IMAGENET_STD, NUM_FRAMES, SEMANTIC_SUBSETS, SPLITS, fit_image, decode_image
 from .freeavs_media import _seed_of   # the media layer sits below the scenes
 from .config import UserError
 
@@ -655,12 +655,7 @@ def validate_dataset(root:str|Path,        # dataset root (metadata.csv, label2i
 
 def _decode_image(path:Path, out:list) -> tuple|None:
     "Decode the whole image (closing the file); its size, or None after appending the problem to `out`."
-    try:
-        with Image.open(path) as im:
-            im.load()
-            cut = truncation(path, im.format)
-            if cut: raise OSError(cut)
-            return im.size
+    try: return decode_image(path).size
     except Exception as e:
         out.append(f'{path}: cannot decode ({type(e).__name__}: {e})'); return None
 

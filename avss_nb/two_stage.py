@@ -96,12 +96,9 @@ class PriorFilesError(UserError, FileNotFoundError):
 
 def _read_prior(p:Path) -> np.ndarray:
     "The 0..255 values `[H,W]` of one prior PNG, decoded whole; `PriorFilesError` naming it if it is unreadable or in colour."
+    from avss_nb.data import decode_image
     try:
-        with Image.open(p) as im:
-            im.load()
-            from avss_nb.data import truncation
-            cut = truncation(p, im.format)
-            if cut: raise OSError(cut)
+        with decode_image(p) as im:
             if im.mode in ('L', 'P', '1', 'I', 'I;16'): return np.asarray(im.convert('L'))
             rgb = np.asarray(im.convert('RGB'))
     except Exception as e: raise PriorFilesError(p.parent, [f'{p}: unreadable ({type(e).__name__}: {e})']) from None
