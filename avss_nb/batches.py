@@ -10,6 +10,7 @@ import math
 from collections import Counter
 import torch
 from torch.utils.data import Sampler, Subset, ConcatDataset
+from .data import TrainProtocol
 
 # %% auto #0
 __all__ = ['clip_lengths', 'BucketBatchSampler']
@@ -19,6 +20,8 @@ def clip_lengths(dataset, # any item dataset
                 ) -> list[int]|None:
     "Frames of each item of `dataset`, read from its records or scenes without loading an item; None when it cannot tell."
     if hasattr(dataset, 'clip_lengths'): return [int(n) for n in dataset.clip_lengths()]
+    if getattr(dataset, 'frames', None) == 'labelled' and isinstance(dataset, TrainProtocol):
+        return None                   # labelled frames only: an item's length is its labelled count, known only once read
     if isinstance(dataset, Subset):
         inner = clip_lengths(dataset.dataset)
         return None if inner is None else [inner[i] for i in dataset.indices]

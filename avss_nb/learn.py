@@ -120,7 +120,7 @@ def learning_curve(spec,                 # avss_nb.runs.RunSpec to train
     settings = settings or get_settings()
     apply_threads(settings.threads)
     seed_everything(spec.seed)
-    model = build_model(spec)
+    model = build_model(spec, settings)
     train_ds, val_ds = _datasets(spec, 'train', settings), _datasets(spec, 'val', settings)
     cfg = train_config(spec, settings, progress=progress, **({'epochs': epochs} if epochs else {}))
     rows, clock = [], dict(train_s=0.0, mark=None)

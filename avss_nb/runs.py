@@ -158,7 +158,10 @@ class RunSpec:
     def replace(self, **kw) -> 'RunSpec': return replace(self, **kw)
 
 # %% ../nbs/14_runs.ipynb #952741d5
-def build_model(spec:RunSpec):
+def build_model(spec:RunSpec,
+                settings:Settings|None=None, # runs_dir and pack of the pretraining runs a preset asks for
+                pretrain:bool=True,          # train missing pretraining runs (False: read their records; weights get replaced anyway)
+               ):
     "The spec's model from `avss_nb.models.build` (with its own `loss`); a binary S4 or MS3 run gets that subset's settings."
     from avss_nb.models import build
     from avss_nb.peer_parts import protocol_task
@@ -167,7 +170,7 @@ def build_model(spec:RunSpec):
     pre = {}
     if p.visual_pretrained or p.audio_pretrained:   # encoders start from the FreeAVS pretraining runs (trained once if missing)
         from avss_nb.pretrain import pretrained_overrides
-        pre = pretrained_overrides(spec.model, p)
+        pre = pretrained_overrides(spec.model, p, settings, train=pretrain)
     model = build(spec.model, spec.preset, task, spec.priors, **{**pre, **dict(spec.variant)})
     cfg = getattr(model, 'config', None)
     if spec.train_frames != 'all' and getattr(cfg, 'first_frame_only', False) and 'first_frame_only' not in dict(spec.variant):
@@ -209,11 +212,11 @@ def describe_device(device:torch.device, world_size:int=1) -> str:
 # %% ../nbs/14_runs.ipynb #a8d9285d
 def _datasets(spec:RunSpec, split:str, settings:Settings, prior:str|None=None, dataset:str|None=None) -> Dataset:
     ds = build_dataset(dataset or spec.dataset, split, spec.task, spec.preset, settings)
-    if spec.audio == 'zero':
-        from avss_nb.data import ZeroAudio
-        ds = ZeroAudio(ds)
     source = prior if prior is not None else (spec.train_prior if split == 'train' else spec.eval_prior)
     ds = with_priors(ds, source, settings, spec.seed)
+    if spec.audio == 'zero':                     # after the priors: they list videos from the readers without decoding
+        from avss_nb.data import ZeroAudio
+        ds = ZeroAudio(ds)
     if split != 'train': return ds
     from avss_nb.data import TrainProtocol
     return TrainProtocol(ds, spec.train_frames, spec.empty_v1m if spec.task == 'binary' else 'train')
@@ -256,7 +259,7 @@ def _train_run(spec:RunSpec,                 # what to train
     barrier()
     start = time.time()
     seed_everything(spec.seed)
-    model = build_model(spec)
+    model = build_model(spec, settings)
     from avss_nb.models import criterion_for
     train_ds, val_ds = _datasets(spec, 'train', settings), _datasets(spec, 'val', settings)
     cfg = train_config(spec, settings, progress=progress)
@@ -301,7 +304,7 @@ def load_run_model(run:'RunSpec|str', settings:Settings|None=None, which:str='be
         state = read_train_state(ckpt/'last.pt'); last = ckpt/state['weights']
         if which != 'last': warnings.warn(f"run {h}: {path} is missing; using the last weights {last} (epoch {state['epoch']})")
         path = last
-    model = build_model(spec)
+    model = build_model(spec, settings, pretrain=False)   # its own weights replace any initialisation
     load_weights(model, path)
     from avss_nb.config import resolve_device
     return model.to(resolve_device(settings.device)).eval()
@@ -406,7 +409,8 @@ def with_priors(dataset:Dataset,              # items in the shared format
     "`avss_nb.two_stage.with_prior`, with a `run:<hash>` source's priors exported first."
     from avss_nb.two_stage import PriorSource, with_prior
     src = PriorSource.parse(source)
-    if src.kind == 'run': kw['root'] = ensure_run_priors(src.arg, dataset, settings)
+    if src.kind == 'run':                        # ensure_run_priors has just checked every file of these videos
+        kw['root'] = ensure_run_priors(src.arg, dataset, settings); kw.setdefault('validate', False)
     return with_prior(dataset, src, seed=seed, **kw)
 
 # %% ../nbs/14_runs.ipynb #335a50d2
@@ -456,6 +460,7 @@ def list_runs(settings:Settings|None=None, **where) -> list[dict]:
     folder = Path((settings or get_settings()).runs_dir)
     out = []
     for path in sorted(folder.glob('*.json')):
+        if path.name.startswith('pt-'): continue       # encoder pretraining records (avss_nb.pretrain): not model runs
         try: rec = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             warnings.warn(f"skipped the run record {path}: not valid JSON ({e}); restore it from git or delete it"); continue
