@@ -57,6 +57,7 @@ class AAVSConfig:
     dim_feedforward: int = 2048
     num_queries: int|None = None         # default: preset queries_binary / queries_semantic
     audio_queries: str = 'adaptive'      # 'adaptive' (Eq. 1), 'repeat' (Table 3 origin), 'none'
+    audio_norm: bool = False             # LayerNorm the projected audio before it joins the queries (official: no; CPU presets: yes)
     audio_encoder: str = 'small'         # avss_nb.audio.build_audio_encoder kind
     audio_weights: str|None = None       # its weights (VGGish: torchvggish state dict); a loaded VGGish stays frozen
     priors: PriorConfig = field(default_factory=PriorConfig)
@@ -80,7 +81,7 @@ class AAVSConfig:
         p = get_preset(preset)
         kw = dict(task=task, image_size=p.image_size, eval_size=p.eval_size, backbone=p.backbone,
                   backbone_kwargs={'drop_path_rate': p.drop_path_rate, **p.backbone_kwargs}, hidden_dim=p.hidden_dim, num_heads=p.num_heads,
-                  audio_encoder=p.audio_encoder, pretrained=p.pretrained,
+                  audio_encoder=p.audio_encoder, pretrained=p.pretrained, audio_norm=not p.pretrained,
                   pixel_decoder_layers=p.pixel_decoder_layers, decoder_layers=p.decoder_layers,
                   dim_feedforward=p.dim_feedforward,
                   num_queries=p.queries_binary if task == 'binary' else p.queries_semantic,
@@ -111,7 +112,7 @@ class AAVS(nn.Module):
             dropout=cfg.dropout, attn_adapter=cfg.attn_adapters)
         self.audio_encoder = build_audio_encoder(cfg.audio_encoder, cfg.audio_weights, freeze=False if cfg.audio_trainable else None) \
             if cfg.audio_queries != 'none' else None
-        self.audio_queries = AudioQueryGenerator(cfg.num_queries, cfg.hidden_dim, mode=cfg.audio_queries)
+        self.audio_queries = AudioQueryGenerator(cfg.num_queries, cfg.hidden_dim, mode=cfg.audio_queries, audio_norm=cfg.audio_norm)
         self.robust_keys = RobustKeys(cfg.hidden_dim, cfg.priors.low, cfg.priors.high, cfg.priors.paper_boundaries) \
             if cfg.priors.robust_keys else None
         self.decoder = MaskedAttentionDecoder(cfg.hidden_dim, cfg.hidden_dim, cfg.decoder_layers, cfg.num_heads,

@@ -197,7 +197,7 @@ AUDIO_ENCODERS = ('small', 'vggish')
 
 def build_audio_encoder(kind:str='small',             # 'small' (from scratch) or 'vggish'
                         weights:str|Path|None=None,    # state dict to load (VGGish: torchvggish names accepted)
-                        freeze:bool|None=None,         # freeze parameters; default: only pretrained VGGish
+                        freeze:bool|None=None,         # freeze parameters; default: whenever weights are loaded
                        ) -> nn.Module:                 # maps [N,96,64] log-mel -> [N,128]
     "The audio encoder of every model: log-mel examples `[N,96,64]` -> embeddings `[N,128]`."
     if kind == 'vggish':
@@ -209,7 +209,7 @@ def build_audio_encoder(kind:str='small',             # 'small' (from scratch) o
             try: model.load_state_dict(state)
             except RuntimeError as e: raise ValueError(f"{weights}: not a SmallAudioEncoder state dict: {e}") from e
     else: raise ValueError(f"unknown audio encoder {kind!r}; choose from {AUDIO_ENCODERS}")
-    if freeze is None: freeze = kind == 'vggish' and weights is not None
+    if freeze is None: freeze = weights is not None    # pretrained encoders stay frozen, as VGGish in every official recipe
     if freeze:
         for p in model.parameters(): p.requires_grad_(False)
         model.eval()

@@ -24,6 +24,7 @@ class AudioQueryGenerator(nn.Module):
                  audio_dim:int=128,        # VGGish embedding width
                  proj_dim:int=512,         # hidden width of audio_proj
                  mode:str='adaptive',      # 'adaptive' (Eq. 1), 'repeat' (Table 3 origin) or 'none'
+                 audio_norm:bool=False,    # LayerNorm the projected audio to the queries' scale (official: no)
                 ):
         super().__init__()
         if mode not in AUDIO_QUERY_MODES: raise ValueError(f"unknown audio query mode {mode!r}; choose from {AUDIO_QUERY_MODES}")
@@ -32,6 +33,7 @@ class AudioQueryGenerator(nn.Module):
         self.queries_embedder = nn.Embedding(num_queries, hidden_dim)   # positional queries = audio prototypes P_audio
         nn.init.normal_(self.queries_features.weight); nn.init.normal_(self.queries_embedder.weight)
         self.audio_proj = None if mode == 'none' else nn.Sequential(nn.Linear(audio_dim, proj_dim), nn.ReLU(), nn.Linear(proj_dim, hidden_dim))
+        self.audio_norm = nn.LayerNorm(hidden_dim) if audio_norm and mode != 'none' else None
 
     def forward(self,
                 audio:torch.Tensor|None, # [N,128] audio embedding of each frame (None only for mode 'none')
@@ -44,6 +46,7 @@ class AudioQueryGenerator(nn.Module):
         if self.mode == 'none': return content, position
         if audio is None: raise ValueError(f"audio query mode {self.mode!r} needs audio embeddings")
         a = self.audio_proj(audio)                                               # [N,D]
+        if self.audio_norm is not None: a = self.audio_norm(a)                   # unit scale per channel, like the N(0,1) queries
         if self.mode == 'repeat': return content + a[:, None], position
         sim = F.cosine_similarity(self.queries_embedder.weight[None], a[:, None], dim=-1)  # [N,Q]
         return content + sim[..., None] * a[:, None], position

@@ -15,7 +15,7 @@ from .audio import build_audio_encoder, EMBEDDING_SIZE
 from .backbone import MSDeformPixelDecoder
 from .masked_decoder import MaskedAttentionDecoder
 from .criterion import CriterionConfig, SetCriterion, semantic_targets, _num_masks
-from .peer_parts import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, eval_outputs
+from .peer_parts import resolve_task, peer_backbone, peer_backbone_kwargs, audio_kind, TimmPyramid, flatten_frames, eval_outputs
 
 # %% auto #0
 __all__ = ['PAPER_MASK_LOSS', 'AVSCConfig', 'category_ids', 'PotentialObjectSegmenter', 'potential_instances', 'localisation_map',
@@ -73,7 +73,7 @@ class AVSCConfig:
         preset = get_preset(preset) if isinstance(preset, str) else preset
         kind, _ = resolve_task(task)
         big = preset.name in ('full', 'paper')
-        kw = dict(kind=kind, backbone=peer_backbone(preset), hidden_dim=preset.hidden_dim,
+        kw = dict(kind=kind, backbone=peer_backbone(preset), backbone_kwargs=peer_backbone_kwargs(preset), hidden_dim=preset.hidden_dim,
                   pixel_decoder_layers=preset.pixel_decoder_layers, decoder_layers=preset.decoder_layers,
                   heads=preset.num_heads, dim_feedforward=preset.dim_feedforward,
                   num_queries=100 if big else preset.queries_semantic, train_points=preset.train_points,

@@ -14,7 +14,7 @@ from .audio import build_audio_encoder
 from .backbone import MSDeformPixelDecoder
 from .robust_keys import PriorConfig, frame_prior, fuse_prior
 from .criterion import dice_loss, ce_loss
-from .peer_parts import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, per_pixel_predict, eval_outputs
+from .peer_parts import resolve_task, peer_backbone, peer_backbone_kwargs, audio_kind, TimmPyramid, flatten_frames, per_pixel_predict, eval_outputs
 
 # %% auto #0
 __all__ = ['FREEZE_EPOCHS', 'AttentionLayer', 'AudioQueryGenerator', 'CrossModalMixer', 'AVSegFormerConfig', 'official_recipe',
@@ -135,7 +135,7 @@ class AVSegFormerConfig:
         kind, subset = resolve_task(task)
         big = preset.name in ('full', 'paper')
         freeze = FREEZE_EPOCHS.get(subset or ('s4' if kind == 'binary' else 'avss')) if big else 0
-        kw = dict(kind=kind, backbone=peer_backbone(preset), dim=preset.hidden_dim, heads=preset.num_heads,
+        kw = dict(kind=kind, backbone=peer_backbone(preset), backbone_kwargs=peer_backbone_kwargs(preset), dim=preset.hidden_dim, heads=preset.num_heads,
                   num_queries=300 if big else preset.queries_semantic,
                   encoder_layers=preset.pixel_decoder_layers, encoder_ffn=preset.dim_feedforward,
                   generator_layers=6 if big else preset.decoder_layers, generator_ffn=4 * preset.hidden_dim,

@@ -12,8 +12,8 @@ from .config import Preset, get_preset
 from .labels import NUM_CLASSES, BACKGROUND
 
 # %% auto #0
-__all__ = ['TASKS', 'PEER_BACKBONES', 'SUBSET_PROTOCOLS', 'resolve_task', 'peer_backbone', 'audio_kind', 'protocol_task',
-           'TimmPyramid', 'flatten_frames', 'eval_outputs', 'per_pixel_predict']
+__all__ = ['TASKS', 'PEER_BACKBONES', 'SUBSET_PROTOCOLS', 'resolve_task', 'peer_backbone', 'peer_backbone_kwargs', 'audio_kind',
+           'protocol_task', 'TimmPyramid', 'flatten_frames', 'eval_outputs', 'per_pixel_predict']
 
 # %% ../nbs/10_peer_parts.ipynb #9ad1fe79
 TASKS = {'binary': ('binary', None), 'semantic': ('semantic', None),
@@ -25,17 +25,24 @@ def resolve_task(task:str, # 'binary', 'semantic', or a subset name: 's4', 'ms3'
     if task not in TASKS: raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
     return TASKS[task]
 
-PEER_BACKBONES = {'smoke': 'resnet10t', 'quick': 'resnet18', 'full': 'resnet50', 'paper': 'pvt_v2_b5'}
+PEER_BACKBONES = {'smoke': 'resnet10t', 'quick': 'aavs', 'full': 'resnet50', 'paper': 'pvt_v2_b5'}   # 'aavs': the preset's own backbone
+
+def _base_name(preset:Preset) -> str: return preset.name.split('[')[0]   # 'quick[lr=0.0003]' (learn.derived_preset) -> 'quick'
 
 def peer_backbone(preset:Preset, # the experiment preset
                  ) -> str:
-    "The timm encoder TPAVI and AVSegFormer use at `preset`: ResNet-50 / PVT-v2-b5 as their papers, tiny ones for smoke/quick."
-    return PEER_BACKBONES.get(preset.name, 'resnet50')
+    "The timm encoder TPAVI, AVSegFormer and AVSC use at `preset`: ResNet-50 / PVT-v2-b5 as their papers, AAVS's tiny Swin at quick."
+    name = PEER_BACKBONES.get(_base_name(preset), 'resnet50')
+    return preset.backbone if name == 'aavs' else name
+
+def peer_backbone_kwargs(preset:Preset) -> dict:
+    "timm.create_model arguments of `peer_backbone(preset)`: the preset's `backbone_kwargs` where the peers share AAVS's backbone."
+    return dict(preset.backbone_kwargs) if PEER_BACKBONES.get(_base_name(preset)) == 'aavs' else {}
 
 def audio_kind(preset:Preset, # the experiment preset
               ) -> str:
     "The `avss_nb.audio` encoder kind for `preset`: the from-scratch 'small' one for smoke/quick, VGGish otherwise."
-    return 'small' if preset.name in ('smoke', 'quick') else 'vggish'
+    return 'small' if _base_name(preset) in ('smoke', 'quick') else 'vggish'
 
 # %% ../nbs/10_peer_parts.ipynb #a1c0e011
 SUBSET_PROTOCOLS = {'s4': 's4', 'v1s': 's4', 'ms3': 'ms3', 'v1m': 'ms3'}
@@ -58,6 +65,12 @@ class TimmPyramid(nn.Module):
                  **kwargs,                # extra timm.create_model arguments
                 ):
         super().__init__()
+        if 'swin' in name:        # AAVS's encoder (NCHW maps, out_norms): the peers at quick share it and its pretraining
+            from avss_nb.backbone import VisualEncoder, load_backbone_weights
+            self.body = VisualEncoder(name, kwargs, adapters=False)
+            if weights: load_backbone_weights(self.body, weights)
+            self.levels, self.channels = [0, 1, 2, 3], list(self.body.channels)
+            return
         overlay = dict(file=str(weights)) if weights else None
         self.body = timm.create_model(name, pretrained=bool(weights), features_only=True,
                                       pretrained_cfg_overlay=overlay, **kwargs)

@@ -168,7 +168,7 @@ def _heldout(model, spec, media, n:int=32) -> dict:
             acc.update(model(x).argmax(1), y)
         r = acc.compute(); out = dict(val_miou_present=r['miou_present'], val_miou_dataset=r['miou_dataset'])
     else:
-        x, y = audio_batch(media, 'val', 0, n, spec.seed)
+        x, y = audio_batch(media, 'val', 0, 4 * n, spec.seed)    # examples are cheap: 128 of them
         out = dict(val_accuracy=(model(x).argmax(1) == y).float().mean().item())
     model.train()
     return out
@@ -207,8 +207,11 @@ def pretrain_run(spec:PretrainSpec,   # what to pretrain
         run_loss.append(loss.item())
         if (step + 1) % log_every == 0 or step + 1 == spec.steps:
             history.append(dict(step=step + 1, loss=float(np.mean(run_loss)), seconds=round(time.time() - start, 2))); run_loss = []
-            if progress: print(f"  {spec.key()} step {step + 1}/{spec.steps}  loss {history[-1]['loss']:.4f}  ({history[-1]['seconds']:.0f} s)", flush=True)
+            if len(history) % 2 == 0 and step + 1 < spec.steps: history[-1].update(_heldout(model, spec, media))   # the held-out curve
+            if progress: print(f"  {spec.key()} step {step + 1}/{spec.steps}  loss {history[-1]['loss']:.4f}  ({history[-1]['seconds']:.0f} s)  "
+                              + '  '.join(f"{k} {v:.4f}" for k, v in history[-1].items() if k.startswith('val_')), flush=True)
     heldout = _heldout(model, spec, media)
+    history[-1].update(heldout)
     folder.mkdir(parents=True, exist_ok=True)
     enc = {k: v.detach().contiguous() for k, v in model.encoder.state_dict().items()}
     weights = dict(encoder='encoder.safetensors')
@@ -232,8 +235,8 @@ def pretrain_specs(model:str, preset, settings=None, media:str='pack', **overrid
     p = get_preset(preset)
     if model == 'aavs': name, kwargs, audio = p.backbone, dict(p.backbone_kwargs), 'small'
     else:
-        from avss_nb.tpavi import peer_backbone, audio_kind
-        name, kwargs, audio = peer_backbone(p), {}, audio_kind(p)
+        from avss_nb.peer_parts import peer_backbone, peer_backbone_kwargs, audio_kind
+        name, kwargs, audio = peer_backbone(p), peer_backbone_kwargs(p), audio_kind(p)
     steps = overrides.pop('steps', getattr(p, 'pretrain_steps', None) or PRETRAIN_STEPS.get(p.name, 1000))
     common = dict(steps=steps, seed=0, media=media, **overrides)
     return dict(visual=PretrainSpec('visual', name, kwargs, image_size=p.image_size, **common),
@@ -250,7 +253,7 @@ def pretrained_overrides(model:str, preset, settings=None, train:bool=True, **sp
         if want[kind] != PRETRAIN_KINDS[kind]: raise ValueError(f"preset {p.name}: {kind}_pretrained={want[kind]!r}; known: {PRETRAIN_KINDS[kind]!r}")
         rec = pretrain_run(spec, settings) if train else json.loads(pretrain_record_path(spec, settings).read_text())
         folder = pretrain_dir(spec, settings)
-        if kind == 'visual': out['backbone_weights'] = str(folder/rec['weights']['encoder' if model == 'aavs' else 'timm'])
+        if kind == 'visual': out['backbone_weights'] = str(folder/rec['weights']['encoder' if 'swin' in spec.encoder else 'timm'])
         else: out['audio_weights'] = str(folder/rec['weights']['encoder'])
     return out
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch, torch.nn as nn, torch.nn.functional as F
 from .config import Preset, get_preset
 from .labels import NUM_CLASSES, IGNORE_INDEX, BACKGROUND
-from .peer_parts import resolve_task, peer_backbone, audio_kind, TimmPyramid, flatten_frames, eval_outputs, per_pixel_predict
+from .peer_parts import resolve_task, peer_backbone, peer_backbone_kwargs, audio_kind, TimmPyramid, flatten_frames, eval_outputs, per_pixel_predict
 from .audio import build_audio_encoder
 from .criterion import bce_loss, ce_loss
 from .robust_keys import PriorConfig, frame_prior, fuse_prior
@@ -225,7 +225,7 @@ class TPAVIConfig:
         "Settings for `preset` and `task`."
         preset = get_preset(preset) if isinstance(preset, str) else preset
         kind, subset = resolve_task(task)
-        kw = dict(kind=kind, backbone=peer_backbone(preset), channels=min(256, max(32, preset.hidden_dim)),
+        kw = dict(kind=kind, backbone=peer_backbone(preset), backbone_kwargs=peer_backbone_kwargs(preset), channels=min(256, max(32, preset.hidden_dim)),
                   audio_encoder=audio_kind(preset), avm_weight=0.0 if subset == 's4' else 0.5,
                   first_frame_only=subset == 's4', prior_fusion=PriorConfig.parse(priors).any)
         kw.update(overrides)
