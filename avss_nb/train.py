@@ -200,7 +200,7 @@ def atomic_write(path:str|Path, # final file name
         if tmp.exists(): tmp.unlink()
     return path
 
-_TMP_RE = __import__('re').compile(r'^\..+\.(\d+)\.tmp$')
+_TMP_RE = __import__('re').compile(r'^\..+\.(\d+)\.(?:tmp|link)$')   # atomic_write's temporaries and save_checkpoint's best links
 
 def _pid_alive(pid:int) -> bool:
     "Whether a process with this id runs on this machine."
@@ -211,7 +211,7 @@ def _pid_alive(pid:int) -> bool:
 
 def sweep_temp_files(folder:str|Path, # a folder `atomic_write` writes into
                     ) -> list[Path]:
-    "Delete the `.NAME.PID.tmp` files a killed `atomic_write` left behind (those of live processes stay); return them."
+    "Delete the `.NAME.PID.tmp` / `.best.PID.link` files a killed writer left behind (those of live processes stay); return them."
     folder, gone = Path(folder), []
     if not folder.is_dir(): return gone
     for p in folder.iterdir():
@@ -404,6 +404,7 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
         self.loss_sum, self.loss_steps, self.last_loss = 0.0, 0, float('nan')
         self.history, self.best, self.phase = [], None, 'main'
+        self._best_unsaved = False
         from avss_nb.batches import BucketBatchSampler, clip_lengths   # one bucket = EpochSampler's batches
         lengths = (clip_lengths(train_data) if config.bucket_by_length else None) or len(train_data)
         self.sampler = BucketBatchSampler(lengths, config.batch_size, self.info.rank, self.info.world_size,
@@ -482,10 +483,13 @@ class Trainer:
             if self.config.keep_checkpoints == 'best+last':
                 for old in d.glob('weights-*.safetensors'):
                     if old.name != weights: old.unlink()
-            if (self.best or {}).get('step') == self.global_step and (d/'best.safetensors').is_file():
+            if self._best_unsaved and (self.best or {}).get('step') == self.global_step:
                 link = d/f'.best.{os.getpid()}.link'           # the best is this state: one file on disk under both names
                 try: os.link(d/weights, link); os.replace(link, d/'best.safetensors')
-                except OSError: link.unlink(missing_ok=True)   # no hard links on this file system: keep the copy
+                except OSError:                                # no hard links on this file system: a copy
+                    link.unlink(missing_ok=True); save_weights(self.model, d/'best.safetensors', dict(epoch=self.best['epoch']))
+                atomic_write(d/'best.json', lambda p: p.write_text(json.dumps(self.best, indent=1)))
+                self._best_unsaved = False
         barrier()
         self._emit('checkpoint')
 
@@ -606,10 +610,7 @@ class Trainer:
             if self.best is None or float(score) > self.best['score']:
                 self.best = dict(score=float(score), epoch=self.epoch + 1, step=self.global_step,
                                  metrics={k[4:]: v for k, v in row.items() if k.startswith('val_')})
-                if self.ckpt_dir is not None and self.info.is_main:
-                    save_weights(self.model, self.ckpt_dir/'best.safetensors', dict(epoch=self.epoch + 1))
-                    atomic_write(self.ckpt_dir/'best.json', lambda p: p.write_text(json.dumps(self.best, indent=1)))
-                barrier()
+                self._best_unsaved = True                  # the checkpoint below writes it once: best.safetensors = its weights
             if self.tb:
                 for k, v in row.items():
                     if k.startswith('val_'): self.tb.add_scalar(f'val/{k[4:]}', v, self.global_step)
