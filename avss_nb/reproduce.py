@@ -17,8 +17,8 @@ from .train import atomic_write
 __all__ = ['PAPER', 'PAPER_EVAL_BATCH', 'TIE_POINTS', 'TASK_DATA', 'TABLE2_BUDGETS', 'TABLE2_SOURCES', 'METRIC_NAMES',
            'PAPER_METRICS', 'EXPERIMENTS', 'paper_number', 'Claim', 'check_claim', 'summarise', 'fmt_cell',
            'write_table', 'revision', 'machine_description', 'task_spec', 'stage1_spec', 'table2_prior', 'ss_spec',
-           'paper_f_key', 'has_checkpoint', 'run_model', 'ensure_weights', 'measure', 'comparison_table', 'cell_claim',
-           'experiment_setup', 'run_experiments', 'add_cli']
+           'paper_f_key', 'has_checkpoint', 'run_model', 'ensure_weights', 'measure', 'every_object_row', 'avss_miou',
+           'comparison_table', 'cell_claim', 'experiment_setup', 'run_experiments', 'add_cli']
 
 # %% ../nbs/17_reproduce.ipynb #21b934c4
 PAPER = {
@@ -253,25 +253,54 @@ def measure(spec,                   # a RunSpec
         except FileNotFoundError:                                    # weights needed but not on this machine
             ensure_weights(spec, prior, progress)
             metrics = evaluate_run(spec, 'test', prior=prior)
-    if spec.task == 'binary' and paper_f_key(spec) not in metrics and has_checkpoint(spec):   # a record older than the key
-        metrics = evaluate_run(spec, 'test', prior=prior, force=True)
-    row = dict(labels, miou=metrics.get('miou'), fscore=metrics.get(paper_f_key(spec)), fscore_curve=metrics.get('fscore'),
-               fscore_batch=PAPER_EVAL_BATCH.get(spec.model, 1) if spec.task == 'binary' else None, run=spec.key(),
-               run_file=os.path.relpath(record_path(spec.key()), Path(table_dir)))
+    needed = paper_f_key(spec) if spec.task == 'binary' else 'miou_present'   # keys records older than them lack
+    if needed not in metrics and has_checkpoint(spec):
+        metrics = evaluate_run(spec, 'test', prior=prior)            # an evaluation cached since may have it
+        if needed not in metrics: metrics = evaluate_run(spec, 'test', prior=prior, force=True)
+    row = dict(labels, miou=metrics.get('miou'), miou_present=metrics.get('miou_present'), fscore=metrics.get(paper_f_key(spec)),
+               fscore_curve=metrics.get('fscore'), fscore_batch=PAPER_EVAL_BATCH.get(spec.model, 1) if spec.task == 'binary' else None,
+               run=spec.key(), run_file=os.path.relpath(record_path(spec.key()), Path(table_dir)))
     if prior is not None or spec.eval_prior != 'none':
         row['prior'] = prior or spec.eval_prior
         row['prior_miou'] = metrics.get('prior_miou')   # the prior's own mIoU against the binary ground truth
     return row
 
+# %% ../nbs/17_reproduce.ipynb #3c475e44
+def every_object_row(task:str,           # 's4', 'ms3' or 'avss'
+                     dataset:str,        # 'toy' or 'freeavs' (generated scenes)
+                     preset:str,         # preset name
+                     table_dir:str|Path, # folder the table is written to (links are relative to it)
+                     settings=None,
+                     **labels,           # extra columns for the row (method, ...; its `task` column is `task`)
+                    ) -> dict:
+    "The 'segment every object' baseline's test metrics as a `measure`-like row, linked to a file holding them."
+    from avss_nb.learn import every_object_metrics
+    if task not in TASK_DATA: raise ValueError(f"task must be one of {sorted(TASK_DATA)}, got {task!r}")
+    kind, subsets = TASK_DATA[task]
+    m = every_object_metrics(f"{dataset}:{subsets}", 'test', kind, preset, settings=settings)
+    batch = PAPER_EVAL_BATCH['aavs'] if kind == 'binary' else None
+    path = Path(table_dir)/'baselines'/f"every-object-{dataset}-{task}.json"
+    atomic_write(path, lambda p: p.write_text(json.dumps(dict(baseline='every object', task=task, metrics=m), indent=1)))
+    return dict(labels, task=task, miou=m.get('miou'), miou_present=m.get('miou_present'),
+                fscore=m.get(f'fscore_b{batch}' if batch else 'fscore'), fscore_curve=m.get('fscore'), fscore_batch=batch,
+                run=None, run_file=os.path.relpath(path, Path(table_dir)))
+
 # %% ../nbs/17_reproduce.ipynb #0c6db31a
-METRIC_NAMES = {'miou': 'mIoU', 'fscore': 'F', 'fscore_curve': 'F (one curve)'}
+METRIC_NAMES = {'miou': 'mIoU', 'miou_present': 'mIoU (present classes)', 'fscore': 'F', 'fscore_curve': 'F (one curve)'}
 PAPER_METRICS = ('miou', 'fscore')   # what paper[row][col] = (mIoU, F-score) holds; other metrics get no paper column
+
+def avss_miou(dataset:str) -> str:
+    "The AVSS mIoU key claims use: 'miou' (official, 71 classes) on AVSBench, 'miou_present' on generated data (FreeAVS has 36 classes)."
+    source = dataset.split(':')[0]
+    if source not in ('freeavs', 'avsbench', 'toy'): raise ValueError(f"dataset must be 'freeavs', 'avsbench' or 'toy', got {dataset!r}")
+    return 'miou' if source == 'avsbench' else 'miou_present'
 
 def comparison_table(summary:pd.DataFrame,  # from `summarise`, with columns `row`, `col`, metrics and their _std
                      row:str, col:str,      # the summary's columns naming table rows and columns
                      paper:dict,            # the paper's numbers: paper[row][col] = (mIoU, F-score)
                      rows:list, cols:list,  # order of table rows and columns
                      metrics=('miou', 'fscore'),
+                     column_metrics:dict|None=None, # col -> its metrics instead of `metrics` (e.g. AVSS adds miou_present)
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(csv, markdown) tables: for each column and metric, ours (mean ± std over seeds, linked) and the paper's."
     csv_rows, md_rows = [], []
@@ -280,7 +309,7 @@ def comparison_table(summary:pd.DataFrame,  # from `summarise`, with columns `ro
         for c in cols:
             hit = summary[(summary[row] == r) & (summary[col] == c)]
             ref = (paper.get(r) or {}).get(c)
-            for m in metrics:
+            for m in (column_metrics or {}).get(c, metrics):
                 name = f"{c} {METRIC_NAMES.get(m, m)}"
                 if len(hit):
                     h = hit.iloc[0]
@@ -300,11 +329,11 @@ def cell_claim(claim:str, summary:pd.DataFrame, row:str, col:str,
                worse:str|list,   # row value(s) claimed worse (several: their best)
                column,           # the column value the claim is about
                metric:str='miou') -> Claim:
-    "A `Claim` that the best of `better` beats the best of `worse` in one column of the summary."
+    "A `Claim` that the best of `better` beats the best of `worse` in one column of the summary (NaN anywhere: not tested)."
     def best(names):
         names = [names] if isinstance(names, str) else names
         hit = summary[summary[row].isin(names) & (summary[col] == column)]
-        if not len(hit): return None, 0.0
+        if not len(hit) or metric not in hit or hit[metric].isna().any(): return None, 0.0
         h = hit.loc[hit[metric].idxmax()]
         return h[metric], h[metric + '_std']
     (l, ls), (r, rs) = best(better), best(worse)
@@ -327,12 +356,15 @@ def experiment_setup(dataset:str='toy',       # 'freeavs', 'avsbench' or 'toy'
     apply_threads(settings.threads)   # each papermill kernel is a fresh process
     seeds = list(seeds) if seeds else list(get_preset(preset).seeds)
     out_dir = Path(settings.results_dir)/preset
+    avss_claims = ("the official mIoU, the papers' metric (AVSBench has all 71 classes, so the two differ only by classes its test split lacks)" if avss_miou(dataset) == 'miou'
+                   else "'mIoU (present classes)', since the official mean over all 71 classes counts the classes this dataset lacks as 0")
     caption = (f"Measured on **{dataset}** at the **{preset}** preset, seeds {seeds}, on {machine_description(device)}, "
                f"table written at revision `{revision()}` (each run file names the revision that trained it). Ours: test "
                f"split; S4/MS3 F is the paper's definition, the official per-batch F at that paper's test batch (AAVS 1, "
                f"AVSegFormer 2, TPAVI and AVSC 4 videos), and 'F (one curve)' the batch-independent F over the whole test set; AVSS mIoU/F the "
-               f"official per-class definition with background. Paper: AVSBench numbers as printed. Each of our numbers "
-               f"links to its run file.")
+               f"official per-class definition with background, averaged over all 71 classes, and 'mIoU (present classes)' the same "
+               f"mean over only the classes that occur in the test ground truth (FreeAVS has 36 of the 71); AVSS claims use "
+               f"{avss_claims}. Paper: AVSBench numbers as printed. Each of our numbers links to its run file.")
     if len(seeds) == 1: caption += " One seed: a verdict compares single runs; how far another seed would move them is not measured."
     return settings, seeds, out_dir, caption
 

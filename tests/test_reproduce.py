@@ -8,6 +8,7 @@ def test_record_without_checkpoint(tmp_path, monkeypatch):
     spec = task_spec('tpavi', 's4', 'toy', 'smoke')
     row = measure(spec, tmp_path/'table', progress=False)
     assert row['run'] == spec.key() and row['run_file'] == f'../runs/{spec.key()}.json'
+    assert row['miou_present'] is None and 0 <= row['miou'] <= 1   # binary metrics have no classes to leave out
     shutil.rmtree(run_dir(spec.key()))                    # what a fresh clone has: the record, no checkpoint
     assert not has_checkpoint(spec) and load_record(spec) is not None
     again = measure(spec, tmp_path/'table', progress=False)  # a table needs only the record: no training
@@ -17,12 +18,15 @@ def test_record_without_checkpoint(tmp_path, monkeypatch):
 
 
 def test_tables_print_each_papers_f_definition(tmp_path, monkeypatch):
-    "Beside the paper's number stands the paper's F (official per batch, at that paper's test batch); the one-curve F is extra."
+    """Beside the paper's number stands the paper's F (official per batch, at that paper's test batch); the one-curve F is extra.
+    AVSS rows carry the mIoU over the classes present in the ground truth (FreeAVS has 36 of the 71); binary rows None."""
     from avss_nb.runs import write_record
     monkeypatch.setenv('AVSS_RUNS_DIR', str(tmp_path/'runs'))
     test = dict(miou=0.5, fscore=0.61, fscore_b1=0.71, fscore_b2=0.72, fscore_b4=0.74)
     for model, task, want in [('tpavi', 's4', 0.74), ('avsegformer', 'ms3', 0.72), ('aavs', 's4', 0.71), ('aavs', 'avss', 0.61)]:
         spec = task_spec(model, task, 'toy', 'smoke')
-        write_record(dict(hash=spec.key(), spec=spec.to_dict(), status='done', metrics=dict(test=test)))
+        metrics = dict(test, miou_present=0.55) if task == 'avss' else test
+        write_record(dict(hash=spec.key(), spec=spec.to_dict(), status='done', metrics=dict(test=metrics)))
         row = measure(spec, tmp_path/'table', progress=False)               # the record exists: nothing is trained
         assert (row['fscore'], row['fscore_curve']) == (want, 0.61), (model, task, row)
+        assert (row['miou'], row['miou_present']) == (0.5, 0.55 if task == 'avss' else None), (model, task, row)
