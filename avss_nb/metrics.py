@@ -298,7 +298,8 @@ class BinaryMetrics(_Accumulator):
     def _close(self, b:int, s:dict):
         "Score the open batch of size `b` in state `s` (official: max of the batch-mean curve, 0 without scored frames)."
         n_scored, iou, frames, videos = s[f'b{b}_open'].tolist()
-        if videos == 0: return
+        if frames == 0:                                  # no annotated frame in the whole batch: it is not scored (nor counted)
+            s[f'b{b}_open_curve'].zero_(); s[f'b{b}_open'].zero_(); return
         s[f'b{b}_f_sum'] += (s[f'b{b}_open_curve'] / n_scored).max() if n_scored > 0 else 0.0
         s[f'b{b}_iou_sum'] += iou / frames; s[f'b{b}_batches'] += 1
         s[f'b{b}_open_curve'].zero_(); s[f'b{b}_open'].zero_()
@@ -311,7 +312,10 @@ class BinaryMetrics(_Accumulator):
               ):
         "Add one batch."
         iou, valid = binary_iou_frames(prob if labels is None else labels, gt, has_gt)
-        if not valid.any(): return self                        # nothing annotated: the batch does not exist
+        videos = gt.shape[0] if gt.dim() >= 4 else 1
+        if not valid.any():                                    # nothing annotated: the batch is not scored, its videos still
+            for _ in range(videos): self._add_video(0.0, 0.0, 0.0, 0.0)   # take their places in the official batches
+            return self
         s = self.state
         s['iou_sum'] += iou[valid].sum(); s['iou_frames'] += valid.sum()
         s['iou_batch_sum'] += iou[valid].mean(); s['iou_batches'] += 1
@@ -322,11 +326,9 @@ class BinaryMetrics(_Accumulator):
         if scored.any():
             s['f_curve_sum'] += curves.sum(0); s['f_frames'] += scored.sum()
             s['f_batch_sum'] += (curves.sum(0) / scored.sum()).max()   # official: max of the batch-mean curve; else 0
-        videos = gt.shape[0] if gt.dim() >= 4 else 1
         per = iou.numel() // videos                                          # frames per video
-        for v in range(videos):
+        for v in range(videos):                  # a video without annotated frames takes its place in the batch, as in a DataLoader
             f = slice(v * per, (v + 1) * per)
-            if not valid[f].any(): continue                                  # a video without annotated frames is not counted
             self._add_video(curves[f].sum(0), float(scored[f].sum()), float(iou[f][valid[f]].sum()), float(valid[f].sum()))
         return self
 
