@@ -75,6 +75,7 @@ class Settings:
     workers: int = 2        # DataLoader workers
     seed: int = 0           # default seed
     threads: str = 'auto'   # torch CPU threads per process: 'auto' (see resolve_threads) or a number
+    cache: bool = False     # runs read decoded items from `<data_root>/cache` (avss_nb.cache), built once per dataset
 
     def as_dict(self) -> dict:
         "Plain, JSON-friendly copy."
@@ -95,6 +96,11 @@ def _coerce(name, value, source:str='', # where the value came from, e.g. "setti
         except ValueError: raise SettingsError(f"{where} is not a whole number", hint=f"e.g. {name} = {getattr(Settings, name, 0)}", key=name) from None
         if name == 'workers' and value < 0: raise SettingsError(f"{where} is negative", hint="use 0 (load in the main process) or more workers", key=name)
         return value
+    if kind in ('bool', bool):
+        text = str(value).strip().lower()
+        if text not in ('1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'):
+            raise SettingsError(f"{where} is not a yes/no value", hint=f"use {name} = true or {name} = false", key=name)
+        return text in ('1', 'true', 'yes', 'on')
     if name == 'device' and not _DEVICE_RE.fullmatch(str(value).strip()):
         raise SettingsError(f"{where} is not a device", hint="use auto, cpu, cuda, cuda:N or mps", key=name)
     return value.strip() if isinstance(value, str) else value
@@ -226,7 +232,8 @@ PRESETS: dict[str, Preset] = {
                     grad_clip=1.0, backbone='swin_tiny_patch4_window7_224', backbone_kwargs=dict(_TINY_SWIN, img_size=96),
                     hidden_dim=64, pixel_decoder_layers=1, decoder_layers=3, num_heads=4, dim_feedforward=256,
                     queries_binary=8, queries_semantic=24, train_points=1024, freeavs='quick', max_videos=300,
-                    grad_clip_semantic=1.0, drop_path_rate=0.1, audio_encoder='small'),
+                    grad_clip_semantic=1.0, drop_path_rate=0.1, audio_encoder='small',
+                    visual_pretrained='freeavs-seg', audio_pretrained='freeavs-cls'),   # encoders pretrained on train-split media
     'full':  Preset('full', image_size=224, eval_size=224, epochs=30, batch_size=8, lr=2e-4, weight_decay=0.05,
                     grad_clip=1.0, backbone='swin_tiny_patch4_window7_224', backbone_kwargs=dict(img_size=224),
                     hidden_dim=256, pixel_decoder_layers=6, decoder_layers=9, num_heads=8, dim_feedforward=2048,
