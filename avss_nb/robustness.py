@@ -10,11 +10,11 @@ import numpy as np, torch
 from torch.utils.data import Dataset, DataLoader
 from .audio import clip_examples, LOG_OFFSET
 from .data import collate_items
-from .train import to_device
+from .train import to_device, task_metrics, update_metrics
 from .labels import IGNORE_INDEX
 
 # %% auto #0
-__all__ = ['SWAPS', 'silent_log_mel', 'mix_log_mel', 'AudioSwap', 'robustness_metrics']
+__all__ = ['SWAPS', 'silent_log_mel', 'mix_log_mel', 'AudioSwap', 'robustness_metrics', 'listening_metrics']
 
 # %% ../nbs/14a_robustness.ipynb #29512983
 def silent_log_mel(T:int, # number of one-second examples
@@ -79,6 +79,7 @@ class AudioSwap(Dataset):
             item['audio'] = other.clone() if self.mode == 'mismatched' else mix_log_mel(item['audio'], other)
             item['audio_from'] = self.partner[i]
         if self.mode in ('silence', 'mismatched'):
+            item['original_target'] = item['target']   # what the video's own audio should segment
             item['target'] = torch.where(item['target'] == IGNORE_INDEX, item['target'], torch.zeros_like(item['target']))
         item['audio_swap'] = self.mode
         return item
@@ -112,3 +113,37 @@ def robustness_metrics(model,               # a model with predict(batch, size) 
     return dict(mode=mode, silent_miou=ious.mean().item(), recognition_accuracy=empty.float().mean().item(),
                 changed_pixels=changed.mean().item(), frames=int(ious.numel()))
 
+
+# %% ../nbs/14a_robustness.ipynb #e5b9d3f8
+@torch.no_grad()
+def listening_metrics(model,               # a model with predict(batch, size) -> dict(labels, prob)
+                      dataset:Dataset,     # items in the shared format (the original audio)
+                      task:str='binary',   # 'binary' or 'semantic': the metrics
+                      batch_size:int=2,    # videos per batch
+                      device=None,         # default: the model's device
+                      seed:int=0,          # seeds the mismatched partners
+                     ) -> dict:
+    "mIoU with the real, silent and mismatched audio against the real ground truth, the relative drop, and the pixels each swap changes."
+    device = device or next(model.parameters()).device
+    loader = DataLoader(AudioSwap(dataset, 'mismatched', seed), batch_size=batch_size, collate_fn=collate_items)
+    acc = {k: task_metrics(task) for k in ('real', 'silence', 'mismatched')}
+    changed, frames = dict(silence=0.0, mismatched=0.0), 0
+    was_training = model.training; model.eval()
+    try:
+        for batch in loader:                 # each video and its partner decoded once
+            batch = to_device(dict(batch, target=batch['original_target']), device)
+            size, (b, t) = batch['target'].shape[-1], batch['audio'].shape[:2]
+            audio = dict(real=batch['original_audio'], mismatched=batch['audio'],
+                         silence=silent_log_mel(t).to(batch['audio'])[None].expand(b, -1, -1, -1))
+            pred = {k: model.predict({**batch, 'audio': a}, size=size) for k, a in audio.items()}
+            has_gt = batch['has_gt'].reshape(-1).cpu()
+            for k, p in pred.items():
+                out = dict(labels=p['labels'].cpu(), prob=p.get('prob', p['labels'].float()).cpu())   # no prob: the labels' 0/1
+                update_metrics(acc[k], out, {n: batch[n].cpu() for n in ('target', 'has_gt')})
+                if k != 'real': changed[k] += (p['labels'] != pred['real']['labels']).cpu()[has_gt].flatten(1).float().mean(1).sum().item()
+            frames += int(has_gt.sum())
+    finally: model.train(was_training)
+    miou = {k: a.compute()['miou_present' if task == 'semantic' else 'miou'] for k, a in acc.items()}
+    return dict(**{f'miou_{k}': v for k, v in miou.items()}, frames=frames,
+                mismatched_drop=(miou['real'] - miou['mismatched']) / miou['real'] if miou['real'] > 0 else float('nan'),
+                **{f'changed_{k}': v / max(frames, 1) for k, v in changed.items()})
