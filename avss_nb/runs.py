@@ -136,7 +136,7 @@ class RunSpec:
         if self.schedule not in SCHEDULES: raise SettingsError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         parse_dataset(self.dataset)
         get_preset(self.preset)
-        if self.audio not in AUDIO_INPUTS: raise ValueError(f"audio must be one of {AUDIO_INPUTS}, got {self.audio!r}")
+        if self.audio not in AUDIO_INPUTS: raise SettingsError(f"audio must be one of {AUDIO_INPUTS}, got {self.audio!r}")
         if self.priors != 'none' and 'none' in (self.train_prior, self.eval_prior):
             raise SettingsError(f"priors={self.priors!r} needs a train_prior and an eval_prior (e.g. 'gt' and 'run:<hash>')")
         _check_train_overrides(self.train)
