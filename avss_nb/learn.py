@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, Subset, ConcatDataset
 
 # %% auto #0
 __all__ = ['CURVE_COLUMNS', 'every_object_labels', 'every_object_metrics', 'learning_curve', 'format_curve', 'write_curve',
-           'derived_preset', 'bench_data_cli', 'add_cli']
+           'derived_preset', 'bench_data_cli', 'add_cli', 'every_object_row']
 
 # %% ../nbs/18_learn.ipynb #3e495095
 from .data import ZeroAudio   # the visual-only control's input lives with the datasets (runs uses it)
@@ -259,3 +259,25 @@ def add_cli(cli):
     p.add_argument('--max-videos', type=int, default=None)
     p.add_argument('--workers', default='0', help='loader workers (first of a comma list)')
 
+
+# %% ../nbs/18_learn.ipynb #3c475e44
+def every_object_row(task:str,           # 's4', 'ms3' or 'avss'
+                     dataset:str,        # 'toy' or 'freeavs' (generated scenes)
+                     preset:str,         # preset name
+                     table_dir:str|Path, # folder the table is written to (links are relative to it)
+                     settings=None,
+                     **labels,           # extra columns for the row (method, ...; its `task` column is `task`)
+                    ) -> dict:
+    "The 'segment every object' baseline's test metrics as a `measure`-like row, linked to a file holding them."
+    import os
+    from avss_nb.reproduce import TASK_DATA, PAPER_EVAL_BATCH   # learn sits above reproduce
+    from avss_nb.train import atomic_write
+    if task not in TASK_DATA: raise ValueError(f"task must be one of {sorted(TASK_DATA)}, got {task!r}")
+    kind, subsets = TASK_DATA[task]
+    m = every_object_metrics(f"{dataset}:{subsets}", 'test', kind, preset, settings=settings)
+    batch = PAPER_EVAL_BATCH['aavs'] if kind == 'binary' else None
+    path = Path(table_dir)/'baselines'/f"every-object-{dataset}-{task}.json"
+    atomic_write(path, lambda p: p.write_text(json.dumps(dict(baseline='every object', task=task, metrics=m), indent=1)))
+    return dict(labels, task=task, miou=m.get('miou'), miou_present=m.get('miou_present'),
+                fscore=m.get(f'fscore_b{batch}' if batch else 'fscore'), fscore_curve=m.get('fscore'), fscore_batch=batch,
+                run=None, run_file=os.path.relpath(path, Path(table_dir)))

@@ -17,8 +17,8 @@ from .train import atomic_write
 __all__ = ['PAPER', 'PAPER_EVAL_BATCH', 'TIE_POINTS', 'TASK_DATA', 'TABLE2_BUDGETS', 'TABLE2_SOURCES', 'METRIC_NAMES',
            'PAPER_METRICS', 'EXPERIMENTS', 'paper_number', 'Claim', 'check_claim', 'summarise', 'fmt_cell',
            'write_table', 'revision', 'machine_description', 'task_spec', 'stage1_spec', 'table2_prior', 'ss_spec',
-           'paper_f_key', 'has_checkpoint', 'run_model', 'ensure_weights', 'measure', 'every_object_row', 'avss_miou',
-           'comparison_table', 'cell_claim', 'experiment_setup', 'run_experiments', 'add_cli']
+           'paper_f_key', 'has_checkpoint', 'run_model', 'ensure_weights', 'measure', 'avss_miou', 'comparison_table',
+           'cell_claim', 'experiment_setup', 'run_experiments', 'add_cli']
 
 # %% ../nbs/17_reproduce.ipynb #21b934c4
 PAPER = {
@@ -264,26 +264,6 @@ def measure(spec,                   # a RunSpec
         row['prior'] = prior or spec.eval_prior
         row['prior_miou'] = metrics.get('prior_miou')   # the prior's own mIoU against the binary ground truth
     return row
-
-# %% ../nbs/17_reproduce.ipynb #3c475e44
-def every_object_row(task:str,           # 's4', 'ms3' or 'avss'
-                     dataset:str,        # 'toy' or 'freeavs' (generated scenes)
-                     preset:str,         # preset name
-                     table_dir:str|Path, # folder the table is written to (links are relative to it)
-                     settings=None,
-                     **labels,           # extra columns for the row (method, ...; its `task` column is `task`)
-                    ) -> dict:
-    "The 'segment every object' baseline's test metrics as a `measure`-like row, linked to a file holding them."
-    from avss_nb.learn import every_object_metrics
-    if task not in TASK_DATA: raise ValueError(f"task must be one of {sorted(TASK_DATA)}, got {task!r}")
-    kind, subsets = TASK_DATA[task]
-    m = every_object_metrics(f"{dataset}:{subsets}", 'test', kind, preset, settings=settings)
-    batch = PAPER_EVAL_BATCH['aavs'] if kind == 'binary' else None
-    path = Path(table_dir)/'baselines'/f"every-object-{dataset}-{task}.json"
-    atomic_write(path, lambda p: p.write_text(json.dumps(dict(baseline='every object', task=task, metrics=m), indent=1)))
-    return dict(labels, task=task, miou=m.get('miou'), miou_present=m.get('miou_present'),
-                fscore=m.get(f'fscore_b{batch}' if batch else 'fscore'), fscore_curve=m.get('fscore'), fscore_batch=batch,
-                run=None, run_file=os.path.relpath(path, Path(table_dir)))
 
 # %% ../nbs/17_reproduce.ipynb #0c6db31a
 METRIC_NAMES = {'miou': 'mIoU', 'miou_present': 'mIoU (present classes)', 'fscore': 'F', 'fscore_curve': 'F (one curve)'}

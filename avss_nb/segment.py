@@ -321,7 +321,7 @@ def load_model(run:str|None=None,         # run hash in the registry
                                                   "or the weights-*.safetensors it names)")
     try: state = read_state_dict(path)
     except (ValueError, FileNotFoundError) as e: raise SegmentError(path, f'cannot read weights ({e})') from None
-    net = build(model, preset, task)
+    net = build(model, preset, task, **({'from_scratch': True} if model == 'aavs' else {}))   # the checkpoint supplies every weight
     try: net.load_state_dict(state)
     except RuntimeError as e:
         raise SegmentError(path, f"does not fit {model} at preset {preset} for task {task} (check --model, --preset and --task): "
