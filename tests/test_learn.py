@@ -79,7 +79,7 @@ def test_visual_only_run_records_present_class_miou(tmp_path):
 
 
 def test_preset_asking_for_pretraining_builds_models_from_it(tmp_path, monkeypatch):
-    "A preset with visual_pretrained/audio_pretrained: build_model trains both runs once (pack media) and starts from them."
+    "A preset with visual_pretrained/audio_pretrained: build_model of a FreeAVS run trains both runs once (pack media) and starts from them."
     from dataclasses import replace
     from safetensors.torch import load_file
     from avss_nb.config import register_preset, get_preset
@@ -91,8 +91,8 @@ def test_preset_asking_for_pretraining_builds_models_from_it(tmp_path, monkeypat
     register_preset(replace(get_preset('smoke'), name='smoke-pretrained', visual_pretrained='freeavs-seg',
                             audio_pretrained='freeavs-cls', pretrain_steps=2))
     try:
-        spec = RunSpec('aavs', 'binary', 'toy:v1s', 'smoke-pretrained')
-        assert spec.key() != RunSpec('aavs', 'binary', 'toy:v1s', 'smoke').key()
+        spec = RunSpec('aavs', 'binary', 'freeavs:v1s', 'smoke-pretrained')   # (toy runs never pretrain: runs.build_model)
+        assert spec.key() != RunSpec('aavs', 'binary', 'freeavs:v1s', 'smoke').key()
         model = build_model(spec)
         records = sorted((tmp_path/'runs').glob('pt-*.json'))
         assert len(records) == 2
