@@ -86,8 +86,7 @@ class AAVSConfig:
                   dim_feedforward=p.dim_feedforward,
                   num_queries=p.queries_binary if task == 'binary' else p.queries_semantic,
                   priors=PriorConfig.parse(priors),
-                  freeze=('official' if task == 'binary' else 'official_semantic') if p.pretrained
-                         else 'frozen_backbone' if p.visual_pretrained else 'none',    # the recipe scaled: pretrained encoders stay frozen
+                  freeze=('official' if task == 'binary' else 'official_semantic') if p.pretrained else 'none',
                   attn_adapters=('replace' if task == 'binary' else 'after') if p.pretrained else 'none')
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown: raise TypeError(f"unknown AAVSConfig fields {sorted(unknown)}")

@@ -254,6 +254,7 @@ def pretrained_overrides(model:str, preset, settings=None, train:bool=True, **sp
         rec = pretrain_run(spec, settings) if train else json.loads(pretrain_record_path(spec, settings).read_text())
         folder = pretrain_dir(spec, settings)
         if kind == 'visual': out['backbone_weights'] = str(folder/rec['weights']['encoder' if 'swin' in spec.encoder else 'timm'])
+        if kind == 'visual' and model == 'aavs': out['freeze'] = 'frozen_backbone'   # the recipe scaled: a pretrained Swin stays frozen
         else: out['audio_weights'] = str(folder/rec['weights']['encoder'])
     return out
 

@@ -168,9 +168,8 @@ def build_model(spec:RunSpec,
     task = protocol_task(spec.task, parse_dataset(spec.dataset)[1])
     p = get_preset(spec.preset)
     pre = {}
-    if (p.visual_pretrained or p.audio_pretrained) and parse_dataset(spec.dataset)[0] == 'toy':
-        pre = {'freeze': 'none'} if spec.model == 'aavs' else {}   # toy scenes: no pack media to pretrain on, so from scratch
-    elif p.visual_pretrained or p.audio_pretrained:  # encoders start from the FreeAVS pretraining runs (trained once if missing)
+    if (p.visual_pretrained or p.audio_pretrained) and parse_dataset(spec.dataset)[0] != 'toy':   # toy: no pack media, from scratch
+        # encoders start from the FreeAVS pretraining runs (trained once if missing)
         from avss_nb.pretrain import pretrained_overrides
         pre = pretrained_overrides(spec.model, p, settings, train=pretrain)
     model = build(spec.model, spec.preset, task, spec.priors, **{**pre, **dict(spec.variant)})

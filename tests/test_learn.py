@@ -94,6 +94,7 @@ def test_preset_asking_for_pretraining_builds_models_from_it(tmp_path, monkeypat
         spec = RunSpec('aavs', 'binary', 'freeavs:v1s', 'smoke-pretrained')   # (toy runs never pretrain: runs.build_model)
         assert spec.key() != RunSpec('aavs', 'binary', 'freeavs:v1s', 'smoke').key()
         model = build_model(spec)
+        assert model.cfg.freeze == 'frozen_backbone' and not any(p.requires_grad for n, p in model.backbone.named_parameters() if '.adapter.' not in n)
         records = sorted((tmp_path/'runs').glob('pt-*.json'))
         assert len(records) == 2
         weights = {json.loads(r.read_text())['kind']: r.with_suffix('')/'encoder.safetensors' for r in records}
