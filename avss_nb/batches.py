@@ -46,22 +46,43 @@ class BucketBatchSampler(Sampler):
                  batch_size:int,        # videos per batch on this rank
                  rank:int=0, world_size:int=1,
                  shuffle:bool=True,     # permute each epoch (else 0..n-1)
-                 seed:int=0):           # permutation seed; the epoch is added
+                 seed:int=0,            # permutation seed; the epoch is added
+                 epoch_items:int|None=None): # items per epoch, the next window of each length's seeded stream (None: all)
         if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need batch_size >= 1 and 0 <= rank < world_size, got {batch_size}, {rank}, {world_size}")
+        if epoch_items is not None and epoch_items < 1: raise ValueError(f"epoch_items must be >= 1, got {epoch_items}")
         self.lengths = [1] * lengths if isinstance(lengths, int) else [int(n) for n in lengths]
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.shuffle, self.seed, self.epoch, self.skip = shuffle, seed, 0, 0
+        self.by_length = {}
+        for i, n in enumerate(self.lengths): self.by_length.setdefault(n, []).append(i)
+        n = len(self.lengths)
+        self.quota = None if epoch_items is None or epoch_items >= n else \
+            {L: max(1, round(epoch_items * len(idx) / n)) for L, idx in self.by_length.items()}
 
     def start(self, epoch:int, batches_done:int=0):
         "Iterate epoch `epoch`, skipping its first `batches_done` batches on this rank."
         self.epoch, self.skip = epoch, batches_done
 
+    def window(self, epoch:int) -> list[int]:
+        "The epoch's items when it takes only `epoch_items`: positions `epoch*q ..` of each length's stream of permutations."
+        out = []
+        for L, idx in sorted(self.by_length.items()):
+            q, n = self.quota[L], len(idx)
+            for pos in range(epoch * q, (epoch + 1) * q):
+                p, k = divmod(pos, n)              # pass p of the stream: permutation p of this length's items
+                if k == 0 or pos == epoch * q:
+                    order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + L * 10_007 + p))
+                    order = order.tolist() if self.shuffle else list(range(n))
+                out.append(idx[order[k]])
+        return out
+
     def permutation(self, epoch:int) -> list[int]:
-        "The epoch's order of all items (the same as `EpochSampler`'s)."
-        n = len(self.lengths)
-        if not self.shuffle: return list(range(n))
-        return torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+        "The epoch's order of its items: all of them (the same as `EpochSampler`'s), or its `window`, shuffled."
+        items = list(range(len(self.lengths))) if self.quota is None else self.window(epoch)
+        if not self.shuffle: return sorted(items) if self.quota is not None else items
+        order = torch.randperm(len(items), generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+        return [items[k] for k in order]
 
     def steps(self, epoch:int) -> list[list[int]]:
         "Every rank's items of each step of `epoch`: same-length lists of up to batch_size * world_size indices."
@@ -83,5 +104,5 @@ class BucketBatchSampler(Sampler):
     def __iter__(self): return iter(self.batches(self.epoch)[self.skip:])
     def __len__(self): return max(self.batches_per_epoch() - self.skip, 0)
     def batches_per_epoch(self) -> int:
-        W = self.world_size
-        return sum(math.ceil(math.ceil(n / W) / self.batch_size) for n in Counter(self.lengths).values())
+        W, counts = self.world_size, self.quota or Counter(self.lengths)
+        return sum(math.ceil(math.ceil(n / W) / self.batch_size) for n in counts.values())

@@ -210,6 +210,7 @@ class Preset:
     visual_pretrained: str|None = None  # 'freeavs-seg': models start their backbone from that pretraining run (avss_nb.pretrain)
     audio_pretrained: str|None = None   # 'freeavs-cls': models start their audio encoder from that pretraining run
     pretrain_steps: int|None = None     # steps of each pretraining run (None: avss_nb.pretrain.PRETRAIN_STEPS of the name)
+    epoch_videos: int|None = None       # training videos per epoch, a rotating window over a larger training set (None: all)
 
     def to_dict(self) -> dict:
         "JSON-friendly copy (tuples become lists)."
@@ -219,7 +220,7 @@ class Preset:
         return d
 
 # %% ../nbs/00_config.ipynb #b7681793
-_LATER_FIELDS = ('visual_pretrained', 'audio_pretrained', 'pretrain_steps')   # Preset fields added after runs were recorded
+_LATER_FIELDS = ('visual_pretrained', 'audio_pretrained', 'pretrain_steps', 'epoch_videos')   # Preset fields added after runs were recorded
 _TINY_SWIN = dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4)
 
 PRESETS: dict[str, Preset] = {
@@ -231,8 +232,8 @@ PRESETS: dict[str, Preset] = {
     'quick': Preset('quick', image_size=96, eval_size=96, epochs=10, batch_size=4, lr=1e-3, weight_decay=0.05,
                     grad_clip=1.0, backbone='swin_tiny_patch4_window7_224', backbone_kwargs=dict(_TINY_SWIN, img_size=96),
                     hidden_dim=64, pixel_decoder_layers=1, decoder_layers=3, num_heads=4, dim_feedforward=256,
-                    queries_binary=8, queries_semantic=24, train_points=1024, freeavs='quick', max_videos=300,
-                    grad_clip_semantic=1.0, drop_path_rate=0.1, audio_encoder='small',
+                    queries_binary=8, queries_semantic=24, train_points=1024, freeavs='quick', epoch_videos=300,
+                    grad_clip_semantic=1.0, drop_path_rate=0.1, audio_encoder='small',   # 300 of 3000+ training scenes per epoch
                     visual_pretrained='freeavs-seg', audio_pretrained='freeavs-cls'),   # encoders pretrained on train-split media
     'full':  Preset('full', image_size=224, eval_size=224, epochs=30, batch_size=8, lr=2e-4, weight_decay=0.05,
                     grad_clip=1.0, backbone='swin_tiny_patch4_window7_224', backbone_kwargs=dict(img_size=224),

@@ -484,7 +484,7 @@ class BuildPlan:
 
 BUILD_PRESETS = {
     'smoke': BuildPlan('smoke', {'v1s': (4, 2, 2), 'v1m': (2, 1, 2), 'v2': (2, 1, 2)}, 64),
-    'quick': BuildPlan('quick', {'v1s': (300, 60, 60), 'v1m': (60, 12, 12), 'v2': (120, 24, 24)}, 224),
+    'quick': BuildPlan('quick', {'v1s': (3000, 60, 120), 'v1m': (600, 24, 48), 'v2': (1200, 24, 48)}, 224),
     'full':  BuildPlan('full', {'v1s': (2000, 400, 400), 'v1m': (300, 60, 60), 'v2': (1000, 200, 200)}, 224),
 }
 

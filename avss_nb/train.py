@@ -59,6 +59,7 @@ class TrainConfig:
     tensorboard: bool = True       # TensorBoard scalars when tensorboard is importable
     find_unused_parameters: bool = True  # DDP: tolerate parameters that get no gradient in a step
     bucket_by_length: bool = True  # batch training clips of one frame count together (no padded frames; avss_nb.batches)
+    epoch_videos: int|None = None  # training videos per epoch, a rotating window over the whole training set (None: all)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES: raise ValueError(f"schedule {self.schedule!r} unknown; choose from {SCHEDULES}")
@@ -76,7 +77,8 @@ class TrainConfig:
         "Training settings from a preset."
         p = get_preset(preset)
         kw = dict(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
-                  grad_clip=p.grad_clip if task == 'binary' else p.grad_clip_semantic, schedule=schedule)
+                  grad_clip=p.grad_clip if task == 'binary' else p.grad_clip_semantic, schedule=schedule,
+                  epoch_videos=p.epoch_videos)
         if schedule == 'official':
             kw.update(adapter_start=0.5 if task == 'binary' else 1/3)
             if task != 'binary': kw.update(grad_clip=0.0)   # avss/train.py: clipping commented out
@@ -408,7 +410,7 @@ class Trainer:
         from avss_nb.batches import BucketBatchSampler, clip_lengths   # one bucket = EpochSampler's batches
         lengths = (clip_lengths(train_data) if config.bucket_by_length else None) or len(train_data)
         self.sampler = BucketBatchSampler(lengths, config.batch_size, self.info.rank, self.info.world_size,
-                                          shuffle=True, seed=config.seed)
+                                          shuffle=True, seed=config.seed, epoch_items=config.epoch_videos)
         self.steps_per_epoch = self.sampler.batches_per_epoch()
         self.ddp = None
         self.optimizer = self.scheduler = None

@@ -44,6 +44,25 @@ def test_threads_auto_is_one_on_two_cores_and_env_overrides():
     with pytest.raises(ValueError, match='AVSS_THREADS'): resolve_threads('many')
 
 
+def test_epoch_videos_trains_on_a_new_window_each_epoch():
+    "With `epoch_videos` the trainer takes that many videos per epoch, new ones until the training set is used up."
+    ds = ToyAVS('v1s', 'train', n_videos=12, size=16)
+    model = Probe()
+    cfg = TrainConfig(epochs=3, batch_size=2, progress=False, tensorboard=False, device='cpu', epoch_videos=4)
+    Trainer(model, lambda out, batch: dict(loss=(out['out'] - 1) ** 2), ds, None, cfg, None).fit()
+    assert len(model.seen) == 3 * 2
+    epochs = [sorted(i for ids, _ in model.seen[2 * e:2 * e + 2] for i in ids) for e in range(3)]
+    assert all(len(e) == 4 for e in epochs)
+    assert sorted(i for e in epochs for i in e) == sorted(ds[i]['id'] for i in range(len(ds)))
+
+
+def test_quick_trains_on_fresh_scenes_each_epoch():
+    "quick's FreeAVS build holds more training scenes than an epoch takes, and its TrainConfig passes the window on."
+    p = PRESETS['quick']
+    assert p.epoch_videos and BUILD_PRESETS[p.freeavs].counts['v1s'][0] >= 5 * p.epoch_videos
+    assert TrainConfig.from_preset('quick').epoch_videos == p.epoch_videos
+
+
 def test_preset_video_cap_covers_its_freeavs_build():
     for p in PRESETS.values():
         plan = BUILD_PRESETS.get(p.freeavs)
