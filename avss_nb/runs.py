@@ -97,11 +97,13 @@ def _check_train_overrides(train:tuple):
             raise SettingsError(f"--train-set {k}={v!r}: unknown TrainConfig field {k!r}{nearest(k, defaults)}",
                                 hint=f"known: {', '.join(defaults)}", key=k)
         d = defaults[k]
-        ok = (isinstance(v, bool) if isinstance(d, bool) else isinstance(v, int) and not isinstance(v, bool) if isinstance(d, int)
+        ok = (v is None or isinstance(v, int) and not isinstance(v, bool) if d is None else   # optional counts (epoch_videos)
+              isinstance(v, bool) if isinstance(d, bool) else isinstance(v, int) and not isinstance(v, bool) if isinstance(d, int)
               else isinstance(v, (int, float)) and not isinstance(v, bool) if isinstance(d, float)
               else isinstance(v, (list, tuple)) if isinstance(d, tuple) else isinstance(v, type(d)))
         if not ok:
-            raise SettingsError(f"--train-set {k}={v!r}: {k} must be {type(d).__name__} (e.g. {k}={json.dumps(d)})", key=k)
+            want = 'an integer or null' if d is None else type(d).__name__
+            raise SettingsError(f"--train-set {k}={v!r}: {k} must be {want} (e.g. {k}={json.dumps(d if d is not None else 300)})", key=k)
         if k == 'schedule' and v not in SCHEDULES: raise SettingsError(f"--train-set schedule={v!r}: choose from {SCHEDULES}", key=k)
 
 @dataclass(frozen=True)

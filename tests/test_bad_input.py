@@ -472,6 +472,11 @@ def _(tmp):
     return lambda: RunSpec(train={'lr': 'fast'}), ['lr', "'fast'", 'float'], []
 
 
+@case('--train-set epoch_videos=many', ERROR, SettingsError)
+def _(tmp):
+    return lambda: RunSpec(train={'epoch_videos': 'many'}), ['epoch_videos', "'many'", 'integer or null'], []
+
+
 @case('--train-set lr=fast on the CLI (one line, before anything is built)', REPORTED)
 def _(tmp):
     return lambda: cli('--runs-dir', str(tmp/'runs'), 'train', '--train-set', 'lr=fast'), ['lr', 'fast'], [tmp/'runs']

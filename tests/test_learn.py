@@ -61,6 +61,8 @@ def test_quick_trains_on_fresh_scenes_each_epoch():
     p = PRESETS['quick']
     assert p.epoch_videos and BUILD_PRESETS[p.freeavs].counts['v1s'][0] >= 5 * p.epoch_videos
     assert TrainConfig.from_preset('quick').epoch_videos == p.epoch_videos
+    from avss_nb.runs import RunSpec, train_config
+    assert train_config(RunSpec(preset='quick', train={'epoch_videos': 600})).epoch_videos == 600   # a run may change it
 
 
 def test_preset_video_cap_covers_its_freeavs_build():
