@@ -41,14 +41,16 @@ sync-check: install
 test: sync-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Install, build the FreeAVS media pack and the preset's dataset if missing, then run every experiment notebook.
+# Install, build the FreeAVS media pack and the preset's dataset if missing (rebuild it if an older plan wrote it), then run every experiment notebook.
 reproduce: install
 	@set -e; \
 	pack=$$($(BIN)/python -c "from avss_nb.config import get_settings; print(get_settings().freeavs_pack)"); \
 	data=$$($(BIN)/python -c "from avss_nb.config import get_settings, get_preset; s = get_settings(); print(s.freeavs_root/get_preset('$(PRESET)').freeavs)"); \
 	fpreset=$$($(BIN)/python -c "from avss_nb.config import get_preset; print(get_preset('$(PRESET)').freeavs)"); \
 	if [ ! -f "$$pack/manifest.json" ]; then echo "== FreeAVS pack missing: building it in $$pack"; $(BIN)/avss-nb freeavs pack; fi; \
-	if [ ! -f "$$data/metadata.csv" ]; then echo "== FreeAVS $$fpreset missing: building it in $$data"; $(BIN)/avss-nb freeavs build --preset $$fpreset --out "$$data"; fi; \
+	if [ ! -f "$$data/metadata.csv" ]; then echo "== FreeAVS $$fpreset missing: building it in $$data"; $(BIN)/avss-nb freeavs build --preset $$fpreset --out "$$data"; \
+	elif ! $(BIN)/python -c "import sys; from avss_nb.config import get_settings; from avss_nb.freeavs import build_is_current; sys.exit(not build_is_current('$$data', '$$fpreset', get_settings().seed))"; then \
+	  echo "== FreeAVS $$fpreset in $$data is from another plan or seed: rebuilding it"; $(BIN)/avss-nb freeavs build --preset $$fpreset --out "$$data" --overwrite; fi; \
 	echo "== running the experiment notebooks at preset $(PRESET)"; \
 	$(BIN)/avss-nb reproduce --preset $(PRESET) --dataset freeavs
 

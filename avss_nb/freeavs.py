@@ -25,7 +25,7 @@ __all__ = ['SUBSET_FRAMES', 'METADATA_COLUMNS', 'JPEG_QUALITY', 'TOY_CLASSES', '
            'gt_frames', 'SceneObject', 'Scene', 'sample_scene', 'ToyMedia', 'render_scene', 'frame_stats', 'summarize',
            'format_summary', 'jpeg_roundtrip', 'pcm16', 'video_to_item', 'SceneDataset', 'a_obj', 'ToyAVS', 'write_wav',
            'read_wav', 'write_video', 'metadata_row', 'BuildPlan', 'plan_scenes', 'prepare_build_dir', 'build_dataset',
-           'plan_dataset', 'make_toy_dataset', 'validate_dataset', 'add_cli']
+           'plan_dataset', 'make_toy_dataset', 'build_is_current', 'validate_dataset', 'add_cli']
 
 # %% ../nbs/03_freeavs.ipynb #1ae6fd43
 SUBSET_FRAMES = {s: NUM_FRAMES[s] for s in SEMANTIC_SUBSETS}   # frames (= seconds of audio) per video: 5, 5, 10
@@ -625,6 +625,21 @@ def make_toy_dataset(out_dir:str|Path,       # dataset root
     n = n_videos if isinstance(n_videos, dict) else {s: n_videos for s in SUBSET_FRAMES}
     plan = BuildPlan('toy', {s: (n[s], max(1, n[s] // 2), max(1, n[s] // 2)) for s in n}, size)
     return build_dataset(ToyMedia(), out_dir, plan, seed, workers=1, verbose=verbose, overwrite=overwrite)
+
+# %% ../nbs/03_freeavs.ipynb #e5d82fd5
+def build_is_current(root:str|Path,        # dataset root
+                     plan:BuildPlan|str,    # the BuildPlan (or BUILD_PRESETS name) it should hold
+                     seed:int=0,            # scene seed it should have been built with
+                     media:str='pack',      # media name ('pack' or 'toy')
+                     size:int|None=None,    # frame side (default: the plan's)
+                    ) -> bool:
+    "Whether `root` holds a finished FreeAVS build of exactly this plan, seed, size and media."
+    plan = BUILD_PRESETS[plan] if isinstance(plan, str) else plan
+    marker = Path(root)/BUILD_MARKER
+    try: have = json.loads(marker.read_text())
+    except (OSError, ValueError): return False
+    return have == _build_id(plan, seed, size or plan.size, media, 'done')
+
 
 # %% ../nbs/03_freeavs.ipynb #0a8cde5f
 def validate_dataset(root:str|Path,        # dataset root (metadata.csv, label2idx.json, v1s/v1m/v2)
