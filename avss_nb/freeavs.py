@@ -626,7 +626,7 @@ def make_toy_dataset(out_dir:str|Path,       # dataset root
     plan = BuildPlan('toy', {s: (n[s], max(1, n[s] // 2), max(1, n[s] // 2)) for s in n}, size)
     return build_dataset(ToyMedia(), out_dir, plan, seed, workers=1, verbose=verbose, overwrite=overwrite)
 
-# %% ../nbs/03_freeavs.ipynb #e5d82fd5
+# %% ../nbs/03_freeavs.ipynb #1cda2385
 def build_is_current(root:str|Path,        # dataset root
                      plan:BuildPlan|str,    # the BuildPlan (or BUILD_PRESETS name) it should hold
                      seed:int=0,            # scene seed it should have been built with
