@@ -72,15 +72,15 @@ class BucketBatchSampler(Sampler):
             for pos in range(epoch * q, (epoch + 1) * q):
                 p, k = divmod(pos, n)              # pass p of the stream: permutation p of this length's items
                 if k == 0 or pos == epoch * q:
-                    order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + L * 10_007 + p))
-                    order = order.tolist() if self.shuffle else list(range(n))
+                    g = torch.Generator().manual_seed(self.seed * 1_000_003 + L * 10_007 + p)
+                    order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
                 out.append(idx[order[k]])
         return out
 
     def permutation(self, epoch:int) -> list[int]:
         "The epoch's order of its items: all of them (the same as `EpochSampler`'s), or its `window`, shuffled."
         items = list(range(len(self.lengths))) if self.quota is None else self.window(epoch)
-        if not self.shuffle: return sorted(items) if self.quota is not None else items
+        if not self.shuffle: return sorted(items)
         order = torch.randperm(len(items), generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
         return [items[k] for k in order]
 

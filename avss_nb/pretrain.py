@@ -253,8 +253,9 @@ def pretrained_overrides(model:str, preset, settings=None, train:bool=True, **sp
         if want[kind] != PRETRAIN_KINDS[kind]: raise ValueError(f"preset {p.name}: {kind}_pretrained={want[kind]!r}; known: {PRETRAIN_KINDS[kind]!r}")
         rec = pretrain_run(spec, settings) if train else json.loads(pretrain_record_path(spec, settings).read_text())
         folder = pretrain_dir(spec, settings)
-        if kind == 'visual': out['backbone_weights'] = str(folder/rec['weights']['encoder' if 'swin' in spec.encoder else 'timm'])
-        if kind == 'visual' and model == 'aavs': out['freeze'] = 'frozen_backbone'   # the recipe scaled: a pretrained Swin stays frozen
+        if kind == 'visual':
+            out['backbone_weights'] = str(folder/rec['weights']['encoder' if 'swin' in spec.encoder else 'timm'])
+            if model == 'aavs': out['freeze'] = 'frozen_backbone'   # the recipe scaled: a pretrained Swin stays frozen
         else: out['audio_weights'] = str(folder/rec['weights']['encoder'])
     return out
 

@@ -126,9 +126,14 @@ def test_preset_asking_for_pretraining_builds_models_from_it(tmp_path, monkeypat
         mtime = [r.stat().st_mtime for r in records]
         build_model(spec)                                    # reused, not trained again
         assert [r.stat().st_mtime for r in records] == mtime
+        from avss_nb.pretrain import pretrained_overrides   # visual pretraining only: nothing for the audio encoder
+        register_preset(replace(get_preset('smoke-pretrained'), name='smoke-visual', audio_pretrained=None))
+        for m in ('aavs', 'tpavi'):
+            out = pretrained_overrides(m, 'smoke-visual')
+            assert 'audio_weights' not in out and set(out) == ({'backbone_weights', 'freeze'} if m == 'aavs' else {'backbone_weights'}), (m, out)
     finally:
         from avss_nb.config import PRESETS
-        PRESETS.pop('smoke-pretrained', None)
+        PRESETS.pop('smoke-pretrained', None); PRESETS.pop('smoke-visual', None)
 
 
 def test_ddp_length_buckets_match_one_process(tmp_path):
