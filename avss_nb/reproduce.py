@@ -14,11 +14,13 @@ from .config import get_settings, project_root
 from .train import atomic_write
 
 # %% auto #0
-__all__ = ['PAPER', 'PAPER_EVAL_BATCH', 'TIE_POINTS', 'TASK_DATA', 'TABLE2_BUDGETS', 'TABLE2_SOURCES', 'METRIC_NAMES',
-           'PAPER_METRICS', 'EXPERIMENTS', 'paper_number', 'Claim', 'check_claim', 'summarise', 'fmt_cell',
-           'write_table', 'revision', 'machine_description', 'task_spec', 'stage1_spec', 'table2_prior', 'ss_spec',
-           'paper_f_key', 'has_checkpoint', 'run_model', 'ensure_weights', 'measure', 'avss_miou', 'comparison_table',
-           'cell_claim', 'experiment_setup', 'run_experiments', 'add_cli']
+__all__ = ['PAPER', 'PAPER_EVAL_BATCH', 'TIE_POINTS', 'TASK_DATA', 'TABLE2_BUDGETS', 'TABLE2_SOURCES', 'MODELS', 'TASKS',
+           'TABLE2_MODELS', 'TABLE3_QUERIES', 'TABLE4_VARIANTS', 'ROBUSTNESS_TASKS', 'METRIC_NAMES', 'PAPER_METRICS',
+           'EXPERIMENTS', 'paper_number', 'Claim', 'check_claim', 'summarise', 'fmt_cell', 'write_table', 'revision',
+           'machine_description', 'task_spec', 'stage1_spec', 'table2_prior', 'ss_spec', 'paper_f_key',
+           'has_checkpoint', 'run_model', 'ensure_weights', 'measure', 'table1_runs', 'table2_runs', 'table3_runs',
+           'table4_runs', 'robustness_runs', 'experiment_runs', 'experiment_specs', 'resolve_jobs', 'train_runs',
+           'avss_miou', 'comparison_table', 'cell_claim', 'experiment_setup', 'run_experiments', 'add_cli']
 
 # %% ../nbs/17_reproduce.ipynb #21b934c4
 PAPER = {
@@ -264,6 +266,134 @@ def measure(spec,                   # a RunSpec
         row['prior'] = prior or spec.eval_prior
         row['prior_miou'] = metrics.get('prior_miou')   # the prior's own mIoU against the binary ground truth
     return row
+
+# %% ../nbs/17_reproduce.ipynb #bb40e3a8
+MODELS = ('aavs', 'tpavi', 'avsegformer', 'avsc')   # Table 1's methods and the robustness test's
+TASKS = ('s4', 'ms3', 'avss')
+TABLE2_MODELS = ('tpavi', 'avsegformer')
+TABLE3_QUERIES = {'repeat': (('audio_queries', 'repeat'),), 'adaptive': ()}   # query kind -> AAVS variant
+TABLE4_VARIANTS = {'final': 'all', 'w/o mask fusion': 'attn_init,robust_keys', 'w/o robust keys': 'mask_fusion,attn_init',
+                   'w/o robust keys + fusion': 'attn_init'}            # row -> AAVS prior switches
+ROBUSTNESS_TASKS = ('s4', 'ms3')
+
+def table1_runs(dataset:str, preset:str, seeds) -> list[tuple]:
+    "Table 1: every model on every task, AAVS with Stepping Stones on AVSS, and AAVS with its audio zeroed (visual-only)."
+    out = []
+    for seed in seeds:
+        out += [(task_spec(m, t, dataset, preset, seed), dict(method=m, task=t, seed=seed)) for m in MODELS for t in TASKS]
+        out.append((ss_spec('aavs', dataset, preset, seed), dict(method='aavs+ss', task='avss', seed=seed)))
+        out += [(task_spec('aavs', t, dataset, preset, seed, audio='zero'), dict(method='aavs (visual-only)', task=t, seed=seed))
+                for t in TASKS]
+    return out
+
+def table2_runs(dataset:str, preset:str, seeds,
+                priors_from:str='stage1',   # where the low/high priors come from (`table2_prior`)
+               ) -> tuple[list, list]:
+    "Table 2 as (stage-1 runs behind the low/high priors, rows): each peer plain, and with Stepping Stones at every prior level."
+    from avss_nb.config import get_preset
+    stage1, rows = [], []
+    for seed in seeds:
+        levels = {level: table2_prior(level, dataset, preset, seed, priors_from) for level in ('low', 'high', 'oracle')}
+        if priors_from == 'stage1':
+            for level in ('low', 'high'):
+                s1 = stage1_spec(dataset, preset, seed, TABLE2_BUDGETS[level])
+                stage1.append((s1, dict(level=level, seed=seed, epochs=dict(s1.train).get('epochs', get_preset(preset).epochs))))
+        for m in TABLE2_MODELS:
+            rows.append((task_spec(m, 'avss', dataset, preset, seed), dict(method=m, level='origin', seed=seed)))
+            ss = task_spec(m, 'avss', dataset, preset, seed, priors='mask_fusion', train_prior='gt', eval_prior='gt')
+            rows += [(ss, dict(prior=prior, method=m, level=level, seed=seed)) for level, prior in levels.items()]
+    return stage1, rows
+
+def table3_runs(dataset:str, preset:str, seeds) -> list[tuple]:
+    "Table 3: AAVS with repeated and with adaptive audio queries on every task."
+    return [(task_spec('aavs', t, dataset, preset, seed, variant=variant), dict(query=q, task=t, seed=seed))
+            for seed in seeds for q, variant in TABLE3_QUERIES.items() for t in TASKS]
+
+def table4_runs(dataset:str, preset:str, seeds) -> list[tuple]:
+    "Table 4: AAVS + Stepping Stones without each prior component, scored with the stage-1 prior and with the oracle one."
+    out = []
+    for seed in seeds:
+        for variant, priors in TABLE4_VARIANTS.items():
+            spec = ss_spec('aavs', dataset, preset, seed, priors=priors)
+            out += [(spec, dict(variant=variant, kind='actual', seed=seed)), (spec, dict(prior='gt', variant=variant, kind='oracle', seed=seed))]
+    return out
+
+def robustness_runs(dataset:str, preset:str, seeds) -> list[tuple]:
+    "The silent/mismatched-audio test: Table 1's models on S4 and MS3."
+    return [(task_spec(m, t, dataset, preset, seed), dict(method=m, task=t, seed=seed))
+            for seed in seeds for m in MODELS for t in ROBUSTNESS_TASKS]
+
+def experiment_runs(name:str, dataset:str, preset:str, seeds, priors_from:str='stage1') -> list[tuple]:
+    "(spec, labels) pairs experiment notebook `name` measures (the figures: those of Tables 1 and 2)."
+    if name == 'table2': return sum(table2_runs(dataset, preset, seeds, priors_from), [])
+    if name == 'figures': return table1_runs(dataset, preset, seeds) + sum(table2_runs(dataset, preset, seeds, priors_from), [])
+    makers = dict(table1=table1_runs, table3=table3_runs, table4=table4_runs, robustness=robustness_runs)
+    if name not in makers: raise ValueError(f"no experiment {name!r}; experiments are {EXPERIMENTS}")
+    return makers[name](dataset, preset, seeds)
+
+def experiment_specs(names, dataset:str, preset:str, seeds, priors_from:str='stage1') -> list:
+    "The distinct runs `names` need, stage-1 runs (whose predictions are priors) first, then the rest in the experiments' order."
+    stage1 = {s.key(): s for seed in seeds for s in (stage1_spec(dataset, preset, seed, b) for b in TABLE2_BUDGETS.values())}
+    first, rest = {}, {}
+    for name in names:
+        for spec, labels in experiment_runs(name, dataset, preset, seeds, priors_from):
+            for source in (spec.eval_prior, labels.get('prior') or ''):
+                if source.startswith('run:') and source[4:] in stage1: first[source[4:]] = stage1[source[4:]]
+            (first if spec.key() in stage1 else rest)[spec.key()] = spec
+    return list(first.values()) + [s for k, s in rest.items() if k not in first]
+
+
+# %% ../nbs/17_reproduce.ipynb #e138d13a
+def resolve_jobs(jobs:str|int='auto',     # 'auto' or a positive number
+                 device:str|None=None,    # settings device ('auto', 'cpu', 'cuda', ...)
+                ) -> int:
+    "How many runs `train_runs` trains at once: a number as given; 'auto': 1 on a GPU, else one per core up to 4."
+    if str(jobs) != 'auto':
+        if not str(jobs).isdigit() or int(jobs) < 1: raise ValueError(f"jobs must be 'auto' or a positive integer, got {jobs!r}")
+        return int(jobs)
+    from avss_nb.config import resolve_device
+    if resolve_device(device or get_settings().device).type != 'cpu': return 1
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))
+
+def _train_one(spec_dict:dict, threads:int, force:bool, table_dir:str) -> tuple:
+    "Worker of `train_runs`: train one run (its stage-1 run first if needed), waiting while another process holds a lock it needs."
+    from avss_nb.runs import RunSpec
+    from avss_nb.config import apply_threads, RunLockedError
+    apply_threads(threads)
+    spec, start = RunSpec.from_dict(spec_dict), time.time()
+    while True:
+        try: row = measure(spec, table_dir, force=force, progress=False); break
+        except RunLockedError: time.sleep(15)
+    return spec.key(), time.time() - start, row.get('miou')
+
+def train_runs(specs,                     # RunSpecs, e.g. from `experiment_specs`
+               jobs:str|int='auto',       # runs trained at once (`resolve_jobs`)
+               force:bool=False,          # retrain runs that already exist
+              ) -> list[tuple]:
+    "Train the runs in `specs` that have no finished record, `jobs` at a time in separate processes; (hash, seconds, test mIoU) each."
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing, tempfile
+    from avss_nb.runs import load_record
+    from avss_nb.config import resolve_threads
+    settings = get_settings()
+    todo = [s for s in specs if force or (load_record(s.key(), settings) or {}).get('status') != 'done']
+    n = min(resolve_jobs(jobs, settings.device), max(1, len(todo)))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    threads = resolve_threads(settings.threads) if n == 1 or str(settings.threads) != 'auto' else max(1, cores // n)
+    print(f"train_runs: {len(todo)} of {len(specs)} runs to train, {n} at a time, {threads} torch thread(s) each", flush=True)
+    done, start = [], time.time()
+    table_dir = tempfile.gettempdir()
+    if n == 1:
+        for s in todo: done.append(_train_one(s.to_dict(), threads, force, table_dir)); print(f"  {done[-1][0]}: {done[-1][1]:.0f} s", flush=True)
+        return done
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context('spawn')) as pool:
+        futures = {pool.submit(_train_one, s.to_dict(), threads, force, table_dir): s for s in todo}
+        for f in as_completed(futures):
+            done.append(f.result())
+            print(f"  [{len(done)}/{len(todo)}] {done[-1][0]} ({futures[f].model} {futures[f].dataset}): {done[-1][1]:.0f} s, "
+                  f"{time.time() - start:.0f} s so far", flush=True)
+    return done
+
 
 # %% ../nbs/17_reproduce.ipynb #0c6db31a
 METRIC_NAMES = {'miou': 'mIoU', 'miou_present': 'mIoU (present classes)', 'fscore': 'F', 'fscore_curve': 'F (one curve)'}
