@@ -328,7 +328,7 @@ def experiment_runs(name:str, dataset:str, preset:str, seeds, priors_from:str='s
     if name == 'table2': return sum(table2_runs(dataset, preset, seeds, priors_from), [])
     if name == 'figures': return table1_runs(dataset, preset, seeds) + sum(table2_runs(dataset, preset, seeds, priors_from), [])
     makers = dict(table1=table1_runs, table3=table3_runs, table4=table4_runs, robustness=robustness_runs)
-    if name not in makers: raise ValueError(f"no experiment {name!r}; experiments are {EXPERIMENTS}")
+    if name not in makers: raise ValueError(f"no experiment {name!r}; experiments are {sorted(makers) + ['table2', 'figures']}")
     return makers[name](dataset, preset, seeds)
 
 def experiment_specs(names, dataset:str, preset:str, seeds, priors_from:str='stage1') -> list:
@@ -349,7 +349,9 @@ def resolve_jobs(jobs:str|int='auto',     # 'auto' or a positive number
                 ) -> int:
     "How many runs `train_runs` trains at once: a number as given; 'auto': 1 on a GPU, else one per core up to 4."
     if str(jobs) != 'auto':
-        if not str(jobs).isdigit() or int(jobs) < 1: raise ValueError(f"jobs must be 'auto' or a positive integer, got {jobs!r}")
+        if not str(jobs).isdigit() or int(jobs) < 1:
+            from avss_nb.config import SettingsError
+            raise SettingsError(f"--jobs must be 'auto' or a positive integer, got {jobs!r}")
         return int(jobs)
     from avss_nb.config import resolve_device
     if resolve_device(device or get_settings().device).type != 'cpu': return 1
@@ -534,11 +536,15 @@ def run_experiments(preset:str='quick',             # preset every notebook runs
 # %% ../nbs/17_reproduce.ipynb #b778f77b
 def _reproduce_main(args):
     "Run the experiment notebooks at `args.preset` and print where the tables are."
-    params = dict(dataset=args.dataset, device=args.settings.device, force=args.force)
     os.environ['AVSS_THREADS'] = str(args.settings.threads)   # the kernels read it through get_settings
+    preset, names = args.preset or args.settings.preset, tuple(args.only or EXPERIMENTS)
+    jobs = resolve_jobs(args.jobs, args.settings.device)
+    if jobs > 1:                                              # train every missing run side by side first
+        _, seeds, _, _ = experiment_setup(args.dataset, preset, args.data_root, args.settings.device)
+        train_runs(experiment_specs(names, args.dataset, preset, seeds), jobs, force=args.force)
+    params = dict(dataset=args.dataset, device=args.settings.device, force=args.force and jobs == 1)
     if args.data_root: params['data_root'] = args.data_root
-    preset = args.preset or args.settings.preset
-    run_experiments(preset, tuple(args.only or EXPERIMENTS), params)
+    run_experiments(preset, names, params)
     out = Path(args.settings.results_dir)/preset
     print(f"tables and figures: {out}")
     for p in sorted(out.glob('*.md')): print(f"  {p}")
@@ -551,3 +557,4 @@ def add_cli(cli):
     p.add_argument('--dataset', default='freeavs', choices=['freeavs', 'avsbench', 'toy'], help='which benchmark (toy: generated, no media)')
     p.add_argument('--data-root', dest='data_root', default=None, help='dataset folder (default from settings)')
     p.add_argument('--force', action='store_true', help='retrain runs that already exist')
+    p.add_argument('--jobs', default='auto', help="runs trained at once before the notebooks run ('auto': 1 on a GPU, else one per core up to 4)")

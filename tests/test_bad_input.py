@@ -482,6 +482,11 @@ def _(tmp):
     return lambda: cli('--runs-dir', str(tmp/'runs'), 'train', '--train-set', 'lr=fast'), ['lr', 'fast'], [tmp/'runs']
 
 
+@case('avss-nb reproduce --jobs two (one line, exit 2, before any run)', REPORTED)
+def _(tmp):
+    return lambda: cli('--runs-dir', str(tmp/'runs'), 'reproduce', '--dataset', 'toy', '--preset', 'smoke', '--jobs', 'two'), ['--jobs', "'two'"], [tmp/'runs']
+
+
 @case('AVSS_WORKERS=two on the CLI (one line, exit 2)', REPORTED)
 def _(tmp):
     return lambda: cli('settings', env={'AVSS_WORKERS': 'two'}), ['AVSS_WORKERS', "'two'"], []

@@ -30,3 +30,17 @@ def test_tables_print_each_papers_f_definition(tmp_path, monkeypatch):
         row = measure(spec, tmp_path/'table', progress=False)               # the record exists: nothing is trained
         assert (row['fscore'], row['fscore_curve']) == (want, 0.61), (model, task, row)
         assert (row['miou'], row['miou_present']) == (0.5, 0.55 if task == 'avss' else None), (model, task, row)
+
+
+def test_train_runs_side_by_side_trains_each_missing_run_once(tmp_path, monkeypatch):
+    """`reproduce --jobs 2` trains the missing runs in two processes before the notebooks: a stage-2 run whose stage-1 run
+    the other process holds waits for it, every run gets a finished record and checkpoint, and a second call trains nothing."""
+    from avss_nb.reproduce import train_runs, stage1_spec, ss_spec
+    monkeypatch.setenv('AVSS_RUNS_DIR', str(tmp_path/'runs'))
+    specs = [stage1_spec('toy', 'smoke'), ss_spec('aavs', 'toy', 'smoke'), task_spec('tpavi', 's4', 'toy', 'smoke')]
+    done = train_runs(specs, jobs=2)
+    assert sorted(key for key, _, _ in done) == sorted(s.key() for s in specs)
+    for s in specs: assert load_record(s.key())['status'] == 'done' and has_checkpoint(s), s.key()
+    first = {s.key(): load_record(s.key())['created'] for s in specs}
+    assert train_runs(specs, jobs=2) == []                                   # nothing left to train
+    assert {s.key(): load_record(s.key())['created'] for s in specs} == first
