@@ -260,7 +260,7 @@ def _train_run(spec:RunSpec,                 # what to train
     folder = run_dir(h, settings)
     if force and info.is_main and folder.exists(): shutil.rmtree(folder)
     barrier()
-    start = time.time()
+    start, revision = time.time(), git_revision()   # the code this process trains with: a commit made during the run is not it
     seed_everything(spec.seed)
     model = build_model(spec, settings)
     from avss_nb.models import criterion_for
@@ -278,7 +278,7 @@ def _train_run(spec:RunSpec,                 # what to train
         test_ds = _datasets(spec, 'test', settings)
         full = evaluate(trainer.model, test_ds, spec.task, cfg.eval_batch_size, trainer.device, amp=cfg.amp, progress=progress)
         rec['metrics']['test'] = _summary(full); rec['test_full'] = full
-    rec.update(git=git_revision(), device=describe_device(trainer.device, trainer.info.world_size),
+    rec.update(git=revision, device=describe_device(trainer.device, trainer.info.world_size),
                wall_s=round(time.time() - start, 2), train_s=round(sum(r['epoch_s'] for r in result['history']), 2),
                preset=get_preset(spec.preset).to_dict(), seed=spec.seed, train_config=cfg.to_dict(),
                checkpoint=os.path.relpath(best, settings.runs_dir) if best.is_file() else None,
