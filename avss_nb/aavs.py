@@ -400,7 +400,8 @@ def _runners(model:nn.Module, forward, amp, train_loss=None) -> tuple:
     "(inference call, training-step call) for one model; the step's loss is `train_loss()`, or the stand-in loss of `forward()`."
     dev_type = next(model.parameters()).device.type
     ctx = (lambda: torch.autocast(dev_type, dtype=amp)) if amp is not None else (lambda: torch.autocast(dev_type, enabled=False))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    fused = dev_type in ('cpu', 'cuda')   # as both trainers build it: ours (train.make_optimizer) and HF Trainer's default 'adamw_torch_fused'
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=fused)
     def infer():
         model.eval()
         with torch.no_grad(), ctx(): forward()
@@ -529,7 +530,7 @@ def profile_train_step(model:nn.Module,   # AAVS
         g = torch.Generator().manual_seed(0)
         batch = dict(batch, target=_random_target(*frames.shape[:2], frames.shape[-1], TASKS[task], g).to(dev))
     criterion = SetCriterion(CriterionConfig.from_preset(preset, task)).to(dev)
-    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-5)
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-5, fused=dev.type in ('cpu', 'cuda'))   # as the trainer's
     ctx = (lambda: torch.autocast(dev.type, dtype=amp)) if amp is not None else (lambda: torch.autocast(dev.type, enabled=False))
     parts = {f'model.{n}': m for n, m in model.named_children()}
     def step():

@@ -20,11 +20,11 @@ from .backbone import HF_INIT_STD
 
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'KEEP_CHECKPOINTS', 'TrainConfig', 'DistInfo', 'init_distributed', 'all_reduce_', 'reduce_mean',
-           'barrier', 'EpochSampler', 'ShardSampler', 'rng_state', 'set_rng_state', 'seed_everything', 'atomic_write',
-           'sweep_temp_files', 'save_weights', 'load_weights', 'read_train_state', 'to_device', 'unwrap', 'autocast',
-           'default_collate_fn', 'task_metrics', 'update_metrics', 'evaluate', 'make_scheduler', 'restart_adapters',
-           'Trainer']
+__all__ = ['SCHEDULES', 'KEEP_CHECKPOINTS', 'FUSED_DEVICES', 'TrainConfig', 'DistInfo', 'init_distributed', 'all_reduce_',
+           'reduce_mean', 'barrier', 'EpochSampler', 'ShardSampler', 'rng_state', 'set_rng_state', 'seed_everything',
+           'atomic_write', 'sweep_temp_files', 'save_weights', 'load_weights', 'read_train_state', 'to_device',
+           'unwrap', 'autocast', 'default_collate_fn', 'task_metrics', 'update_metrics', 'evaluate', 'make_scheduler',
+           'make_optimizer', 'restart_adapters', 'Trainer']
 
 # %% ../nbs/12_train.ipynb #f04ca9b9
 SCHEDULES = ('simple', 'constant', 'official')
@@ -360,6 +360,16 @@ def make_scheduler(optimizer:torch.optim.Optimizer, config:TrainConfig, total_st
         return config.min_lr_frac + (1 - config.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
+# %% ../nbs/12_train.ipynb #38f3afa3
+FUSED_DEVICES = ('cpu', 'cuda')   # device types torch's fused AdamW kernel serves
+
+def make_optimizer(params:list,          # trainable parameters
+                   lr:float, weight_decay:float, betas:tuple=(0.9, 0.999),
+                  ) -> torch.optim.AdamW:
+    "AdamW, fused where every parameter is a floating-point tensor on a device with the fused kernel."
+    fused = all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), fused=fused)
+
 # %% ../nbs/12_train.ipynb #d48a7d52
 def restart_adapters(model:nn.Module,   # model whose adapters restart
                      key:str='.adapter.', # parameters whose name contains this are adapter parameters
@@ -435,7 +445,7 @@ class Trainer:
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not trainable: raise ValueError(f"{type(self.model).__name__} has no trainable parameters")
         lr = cfg.adapter_lr if phase == 'adapters' else cfg.lr
-        self.optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
+        self.optimizer = make_optimizer(trainable, lr, cfg.weight_decay, cfg.betas)
         self.scheduler = make_scheduler(self.optimizer, cfg, cfg.epochs * self.steps_per_epoch)
         self.ddp = None
         if self.info.distributed:
