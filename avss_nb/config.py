@@ -12,8 +12,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SETTINGS_FILE', 'PRESETS', 'UserError', 'SettingsError', 'CheckpointError', 'RunLockedError', 'MissingFileError',
-           'nearest', 'project_root', 'Settings', 'get_settings', 'resolve_device', 'resolve_threads', 'apply_threads',
-           'Preset', 'PresetError', 'register_preset', 'get_preset', 'git_revision']
+           'nearest', 'project_root', 'Settings', 'get_settings', 'resolve_device', 'available_cpus', 'resolve_threads',
+           'apply_threads', 'Preset', 'PresetError', 'register_preset', 'get_preset', 'git_revision']
 
 # %% ../nbs/00_config.ipynb #0bb75dbb
 class UserError(Exception):
@@ -154,6 +154,10 @@ def resolve_device(name:str='auto', # 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'
     except RuntimeError as e: raise SettingsError(f"device {name!r} is not a device torch knows ({e})", hint="use auto, cpu, cuda, cuda:N or mps", key='device') from None
 
 # %% ../nbs/00_config.ipynb #846d633e
+def available_cpus() -> int:
+    "Cores this process may run on: its CPU affinity where the OS has one, else the machine's count."
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+
 def resolve_threads(value:str|int='auto', # 'auto' or a positive number (settings `threads`)
                     cpus:int|None=None,    # cores this process may use; default its CPU affinity
                     local_world:int|None=None, # processes sharing them; default LOCAL_WORLD_SIZE (torchrun) or 1
@@ -165,7 +169,7 @@ def resolve_threads(value:str|int='auto', # 'auto' or a positive number (setting
             raise ValueError(f"threads must be 'auto' or a positive integer, got {value!r}; "
                              f"fix `threads` in settings.ini, AVSS_THREADS or --threads")
         return int(text)
-    if cpus is None: cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    if cpus is None: cpus = available_cpus()
     local_world = local_world or int(os.environ.get('LOCAL_WORLD_SIZE', '1') or 1)
     per = max(1, cpus // max(1, local_world))
     return 1 if per <= 2 else per

@@ -353,9 +353,9 @@ def resolve_jobs(jobs:str|int='auto',     # 'auto' or a positive number
             from avss_nb.config import SettingsError
             raise SettingsError(f"--jobs must be 'auto' or a positive integer, got {jobs!r}")
         return int(jobs)
-    from avss_nb.config import resolve_device
+    from avss_nb.config import resolve_device, available_cpus
     if resolve_device(device or get_settings().device).type != 'cpu': return 1
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))
+    return min(4, available_cpus())
 
 def _train_one(spec_dict:dict, threads:int, force:bool, table_dir:str) -> tuple:
     "Worker of `train_runs`: train one run (its stage-1 run first if needed), waiting while another process holds a lock it needs."
@@ -380,14 +380,11 @@ def train_runs(specs,                     # RunSpecs, e.g. from `experiment_spec
     settings = get_settings()
     todo = [s for s in specs if force or (load_record(s.key(), settings) or {}).get('status') != 'done']
     n = min(resolve_jobs(jobs, settings.device), max(1, len(todo)))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-    threads = resolve_threads(settings.threads) if n == 1 or str(settings.threads) != 'auto' else max(1, cores // n)
+    threads = resolve_threads(settings.threads, local_world=n)   # 'auto': the cores shared among the n processes
     print(f"train_runs: {len(todo)} of {len(specs)} runs to train, {n} at a time, {threads} torch thread(s) each", flush=True)
     done, start = [], time.time()
     table_dir = tempfile.gettempdir()
-    if n == 1:
-        for s in todo: done.append(_train_one(s.to_dict(), threads, force, table_dir)); print(f"  {done[-1][0]}: {done[-1][1]:.0f} s", flush=True)
-        return done
+    if n == 1: return [_train_one(s.to_dict(), threads, force, table_dir) for s in todo]   # in this process, one after another
     with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context('spawn')) as pool:
         futures = {pool.submit(_train_one, s.to_dict(), threads, force, table_dir): s for s in todo}
         for f in as_completed(futures):

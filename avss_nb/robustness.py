@@ -14,7 +14,7 @@ from .train import to_device, task_metrics, update_metrics
 from .labels import IGNORE_INDEX
 
 # %% auto #0
-__all__ = ['SWAPS', 'silent_log_mel', 'mix_log_mel', 'AudioSwap', 'robustness_metrics', 'listening_metrics']
+__all__ = ['SWAPS', 'silent_log_mel', 'mix_log_mel', 'AudioSwap', 'swap_frame_scores', 'robustness_metrics', 'listening_metrics']
 
 # %% ../nbs/14a_robustness.ipynb #29512983
 def silent_log_mel(T:int, # number of one-second examples
@@ -85,6 +85,14 @@ class AudioSwap(Dataset):
         return item
 
 # %% ../nbs/14a_robustness.ipynb #b0ff3093
+def swap_frame_scores(labels:torch.Tensor,    # [N,H,W] predicted labels under a swapped audio
+                      reference:torch.Tensor, # [N,H,W] predicted labels with the video's own audio
+                      has_gt:torch.Tensor,    # [N] bool: frames that are scored
+                     ) -> tuple:
+    "Per scored frame: the silent-region IoU (share left unsegmented), whether nothing is segmented, the share of pixels the swap changed."
+    segmented = (labels != 0)[has_gt].flatten(1).float()                                 # [n, H*W]
+    return 1 - segmented.mean(1), segmented.sum(1) == 0, (labels != reference)[has_gt].flatten(1).float().mean(1)
+
 @torch.no_grad()
 def robustness_metrics(model,               # a model with predict(batch, size) -> dict(labels, prob)
                        dataset:Dataset,     # items in the shared format (the original audio)
@@ -104,10 +112,7 @@ def robustness_metrics(model,               # a model with predict(batch, size) 
             size, batch = batch['target'].shape[-1], to_device(batch, device)
             labels = model.predict(batch, size=size)['labels'].cpu()                                        # [N,H,W]
             heard = model.predict({**batch, 'audio': batch['original_audio']}, size=size)['labels'].cpu()  # own audio
-            has_gt = batch['has_gt'].reshape(-1)
-            segmented = (labels != 0)[has_gt].flatten(1).float()                                 # [n, H*W]
-            ious.append(1 - segmented.mean(1)); empty.append(segmented.sum(1) == 0)
-            changed.append((labels != heard)[has_gt].flatten(1).float().mean(1))
+            for col, s in zip((ious, empty, changed), swap_frame_scores(labels, heard, batch['has_gt'].reshape(-1).cpu())): col.append(s)
     finally: model.train(was_training)
     ious, empty, changed = torch.cat(ious), torch.cat(empty), torch.cat(changed)
     return dict(mode=mode, silent_miou=ious.mean().item(), recognition_accuracy=empty.float().mean().item(),
@@ -123,11 +128,11 @@ def listening_metrics(model,               # a model with predict(batch, size) -
                       device=None,         # default: the model's device
                       seed:int=0,          # seeds the mismatched partners
                      ) -> dict:
-    "mIoU with the real, silent and mismatched audio against the real ground truth, the relative drop, and the pixels each swap changes."
+    "mIoU with the real, silent and mismatched audio against the real ground truth, the relative drop, and each swap's `robustness_metrics` numbers."
     device = device or next(model.parameters()).device
     loader = DataLoader(AudioSwap(dataset, 'mismatched', seed), batch_size=batch_size, collate_fn=collate_items)
     acc = {k: task_metrics(task) for k in ('real', 'silence', 'mismatched')}
-    changed, frames = dict(silence=0.0, mismatched=0.0), 0
+    swapped = {k: ([], [], []) for k in ('silence', 'mismatched')}   # per frame: silent-region IoU, nothing segmented, changed
     was_training = model.training; model.eval()
     try:
         for batch in loader:                 # each video and its partner decoded once
@@ -140,10 +145,14 @@ def listening_metrics(model,               # a model with predict(batch, size) -
             for k, p in pred.items():
                 out = dict(labels=p['labels'].cpu(), prob=p.get('prob', p['labels'].float()).cpu())   # no prob: the labels' 0/1
                 update_metrics(acc[k], out, {n: batch[n].cpu() for n in ('target', 'has_gt')})
-                if k != 'real': changed[k] += (p['labels'] != pred['real']['labels']).cpu()[has_gt].flatten(1).float().mean(1).sum().item()
-            frames += int(has_gt.sum())
+                if k == 'real': continue
+                for col, s in zip(swapped[k], swap_frame_scores(p['labels'].cpu(), pred['real']['labels'].cpu(), has_gt)): col.append(s)
     finally: model.train(was_training)
     miou = {k: a.compute()['miou_present' if task == 'semantic' else 'miou'] for k, a in acc.items()}
-    return dict(**{f'miou_{k}': v for k, v in miou.items()}, frames=frames,
-                mismatched_drop=(miou['real'] - miou['mismatched']) / miou['real'] if miou['real'] > 0 else float('nan'),
-                **{f'changed_{k}': v / max(frames, 1) for k, v in changed.items()})
+    out = dict(**{f'miou_{k}': v for k, v in miou.items()},
+               mismatched_drop=(miou['real'] - miou['mismatched']) / miou['real'] if miou['real'] > 0 else float('nan'))
+    for k, scores in swapped.items():
+        ious, empty, changed = (torch.cat(s) for s in scores)
+        out.update({f'silent_miou_{k}': ious.mean().item(), f'recognition_{k}': empty.float().mean().item(),
+                    f'changed_{k}': changed.mean().item()}, frames=int(ious.numel()))
+    return out
