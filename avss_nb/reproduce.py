@@ -357,23 +357,43 @@ def resolve_jobs(jobs:str|int='auto',     # 'auto' or a positive number
     if resolve_device(device or get_settings().device).type != 'cpu': return 1
     return min(4, available_cpus())
 
-def _train_one(spec_dict:dict, threads:int, force:bool, table_dir:str) -> tuple:
+def _train_one(spec_dict:dict, threads:int, force:bool, table_dir:str,
+               weights_only:bool=False, # a finished run whose checkpoint is not here: train it again for its weights
+              ) -> tuple:
     "Worker of `train_runs`: train one run (its stage-1 run first if needed), waiting while another process holds a lock it needs."
-    from avss_nb.runs import RunSpec
+    from avss_nb.runs import RunSpec, load_record
     from avss_nb.config import apply_threads, RunLockedError
     apply_threads(threads)
     spec, start = RunSpec.from_dict(spec_dict), time.time()
     while True:
-        try: row = measure(spec, table_dir, force=force, progress=False); break
+        try:
+            if weights_only: run_model(spec, progress=False); miou = load_record(spec.key())['metrics']['test'].get('miou')
+            else: miou = measure(spec, table_dir, force=force, progress=False).get('miou')
+            break
         except RunLockedError: time.sleep(15)
-    return spec.key(), time.time() - start, row.get('miou')
+    return spec.key(), time.time() - start, miou
+
+def _stage1_first(todo:list, settings) -> tuple[list, list, list]:
+    "Split runs to train into (stage-1 runs whose weights are missing but whose record is done, runs needing no stage 1, stage-2 runs)."
+    from avss_nb.runs import RunSpec, load_record
+    later = [s for s in todo if s.eval_prior.startswith('run:')]
+    needed = {s.eval_prior[4:] for s in later}
+    first = sorted((s for s in todo if not s.eval_prior.startswith('run:')), key=lambda s: s.key() not in needed)  # stage 1 leads
+    planned = {s.key() for s in first}
+    weights = []
+    for key in sorted(needed - planned):
+        rec = load_record(key, settings)
+        if rec is not None and rec.get('status') == 'done':
+            spec = RunSpec.from_dict(rec['spec'])
+            if not has_checkpoint(spec): weights.append(spec)
+    return weights, first, later
 
 def train_runs(specs,                     # RunSpecs, e.g. from `experiment_specs`
                jobs:str|int='auto',       # runs trained at once (`resolve_jobs`)
                force:bool=False,          # retrain runs that already exist
               ) -> list[tuple]:
-    "Train the runs in `specs` that have no finished record, `jobs` at a time in separate processes; (hash, seconds, test mIoU) each."
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    "Train the runs in `specs` that have no finished record, `jobs` at a time in separate processes, stage-1 runs before the stage-2 runs reading them; (hash, seconds, test mIoU) each."
+    from concurrent.futures import ProcessPoolExecutor, wait, FIRST_COMPLETED
     import multiprocessing, tempfile
     from avss_nb.runs import load_record
     from avss_nb.config import resolve_threads
@@ -382,15 +402,26 @@ def train_runs(specs,                     # RunSpecs, e.g. from `experiment_spec
     n = min(resolve_jobs(jobs, settings.device), max(1, len(todo)))
     threads = resolve_threads(settings.threads, local_world=n)   # 'auto': the cores shared among the n processes
     print(f"train_runs: {len(todo)} of {len(specs)} runs to train, {n} at a time, {threads} torch thread(s) each", flush=True)
-    done, start = [], time.time()
-    table_dir = tempfile.gettempdir()
-    if n == 1: return [_train_one(s.to_dict(), threads, force, table_dir) for s in todo]   # in this process, one after another
+    weights, first, later = _stage1_first(todo, settings)
+    queue = [(s, True) for s in weights] + [(s, False) for s in first]
+    done, start, table_dir = [], time.time(), tempfile.gettempdir()
+    if n == 1:                                                   # in this process, one after another
+        return [_train_one(s.to_dict(), threads, force, table_dir, w) for s, w in queue + [(s, False) for s in later]]
+    # a stage-2 run starts only once every stage-1 run it reads is trained: with `force` it would otherwise read the old weights
+    stage1 = {s.key() for s, _ in queue} & {s.eval_prior[4:] for s in later}
     with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context('spawn')) as pool:
-        futures = {pool.submit(_train_one, s.to_dict(), threads, force, table_dir): s for s in todo}
-        for f in as_completed(futures):
-            done.append(f.result())
-            print(f"  [{len(done)}/{len(todo)}] {done[-1][0]} ({futures[f].model} {futures[f].dataset}): {done[-1][1]:.0f} s, "
-                  f"{time.time() - start:.0f} s so far", flush=True)
+        submit = lambda s, w: pool.submit(_train_one, s.to_dict(), threads, force, table_dir, w)
+        futures = {submit(s, w): s for s, w in queue}
+        if not stage1: futures.update({submit(s, False): s for s in later}); later = []
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                done.append(f.result()); stage1.discard(done[-1][0])
+                print(f"  [{len(done)}/{len(todo) + len(weights)}] {done[-1][0]} ({futures[f].model} {futures[f].dataset}): "
+                      f"{done[-1][1]:.0f} s, {time.time() - start:.0f} s so far", flush=True)
+            if later and not stage1:
+                new = {submit(s, False): s for s in later}; futures.update(new); pending |= set(new); later = []
     return done
 
 

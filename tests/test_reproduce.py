@@ -44,3 +44,33 @@ def test_train_runs_side_by_side_trains_each_missing_run_once(tmp_path, monkeypa
     first = {s.key(): load_record(s.key())['created'] for s in specs}
     assert train_runs(specs, jobs=2) == []                                   # nothing left to train
     assert {s.key(): load_record(s.key())['created'] for s in specs} == first
+
+def _written(key) -> float:
+    "When a run's record was written, in seconds since the epoch (records keep whole seconds)."
+    from datetime import datetime
+    return datetime.fromisoformat(load_record(key)['created']).timestamp()
+
+def _started_after(later, earlier) -> bool:
+    "Whether run `later` began training after run `earlier`'s record was written (1 s: the records' time resolution)."
+    rec = load_record(later)
+    return _written(later) - rec['wall_s'] >= _written(earlier) - 1
+
+def test_train_runs_trains_stage1_before_the_stage2_runs_reading_it(tmp_path, monkeypatch):
+    """With `force` and two jobs, a stage-2 run starts only after its stage-1 run is retrained (not on the old weights); a
+    stage-1 run whose record is here without its checkpoint (a fresh clone) is trained again for its weights first."""
+    from avss_nb.reproduce import train_runs, stage1_spec, ss_spec, _stage1_first
+    from avss_nb.runs import record_path
+    from avss_nb.config import get_settings
+    monkeypatch.setenv('AVSS_RUNS_DIR', str(tmp_path/'runs'))
+    s1, s2, other = stage1_spec('toy', 'smoke'), ss_spec('aavs', 'toy', 'smoke'), task_spec('tpavi', 's4', 'toy', 'smoke')
+    train_runs([s2, other, s1], jobs=2)                          # stage 2 listed first: the stage-1 run still leads
+    assert _started_after(s2.key(), s1.key())
+    before = _written(s1.key())
+    train_runs([s2, other, s1], jobs=2, force=True)
+    assert _written(s1.key()) > before and _started_after(s2.key(), s1.key())   # retrained, before stage 2 began
+    shutil.rmtree(run_dir(s1.key())); shutil.rmtree(run_dir(s2.key())); record_path(s2.key()).unlink()
+    weights, first, later = _stage1_first([s2], get_settings())
+    assert [s.key() for s in weights] == [s1.key()] and first == [] and [s.key() for s in later] == [s2.key()]
+    done = train_runs([s2, s1], jobs=2)                          # the stage-1 record is done: only its weights are made
+    assert [key for key, _, _ in done] == [s1.key(), s2.key()] and has_checkpoint(s1) and has_checkpoint(s2)
+    assert _started_after(s2.key(), s1.key())
