@@ -15,12 +15,13 @@ from .train import atomic_write
 
 # %% auto #0
 __all__ = ['PAPER', 'PAPER_EVAL_BATCH', 'TIE_POINTS', 'TASK_DATA', 'TABLE2_BUDGETS', 'TABLE2_SOURCES', 'MODELS', 'TASKS',
-           'TABLE2_MODELS', 'TABLE3_QUERIES', 'TABLE4_VARIANTS', 'ROBUSTNESS_TASKS', 'METRIC_NAMES', 'PAPER_METRICS',
-           'EXPERIMENTS', 'paper_number', 'Claim', 'check_claim', 'summarise', 'fmt_cell', 'write_table', 'revision',
-           'machine_description', 'task_spec', 'stage1_spec', 'table2_prior', 'ss_spec', 'paper_f_key',
-           'has_checkpoint', 'run_model', 'ensure_weights', 'measure', 'table1_runs', 'table2_runs', 'table3_runs',
-           'table4_runs', 'robustness_runs', 'experiment_runs', 'experiment_specs', 'resolve_jobs', 'train_runs',
-           'avss_miou', 'comparison_table', 'cell_claim', 'experiment_setup', 'run_experiments', 'add_cli']
+           'TABLE2_MODELS', 'TABLE3_QUERIES', 'TABLE4_VARIANTS', 'ROBUSTNESS_TASKS', 'WEIGHT_EXPERIMENTS',
+           'METRIC_NAMES', 'PAPER_METRICS', 'EXPERIMENTS', 'paper_number', 'Claim', 'check_claim', 'summarise',
+           'fmt_cell', 'write_table', 'revision', 'machine_description', 'task_spec', 'stage1_spec', 'table2_prior',
+           'ss_spec', 'paper_f_key', 'has_checkpoint', 'run_model', 'ensure_weights', 'measure', 'table1_runs',
+           'table2_runs', 'table3_runs', 'table4_runs', 'robustness_runs', 'experiment_runs', 'experiment_specs',
+           'weight_specs', 'resolve_jobs', 'train_runs', 'avss_miou', 'comparison_table', 'cell_claim',
+           'experiment_setup', 'run_experiments', 'add_cli']
 
 # %% ../nbs/17_reproduce.ipynb #21b934c4
 PAPER = {
@@ -342,6 +343,12 @@ def experiment_specs(names, dataset:str, preset:str, seeds, priors_from:str='sta
             (first if spec.key() in stage1 else rest)[spec.key()] = spec
     return list(first.values()) + [s for k, s in rest.items() if k not in first]
 
+WEIGHT_EXPERIMENTS = ('robustness', 'figures')   # notebooks that run the models again; the tables read records and cached evaluations
+
+def weight_specs(names, dataset:str, preset:str, seeds, priors_from:str='stage1') -> list:
+    "The runs whose weights experiments `names` load (those of the robustness test and the figures), for `train_runs(weights=...)`."
+    return experiment_specs([n for n in names if n in WEIGHT_EXPERIMENTS], dataset, preset, seeds, priors_from)
+
 
 # %% ../nbs/17_reproduce.ipynb #e138d13a
 def resolve_jobs(jobs:str|int='auto',     # 'auto' or a positive number
@@ -373,55 +380,64 @@ def _train_one(spec_dict:dict, threads:int, force:bool, table_dir:str,
         except RunLockedError: time.sleep(15)
     return spec.key(), time.time() - start, miou
 
-def _stage1_first(todo:list, settings) -> tuple[list, list, list]:
-    "Split runs to train into (stage-1 runs whose weights are missing but whose record is done, runs needing no stage 1, stage-2 runs)."
+def _missing_weights(keys, settings) -> dict:
+    "key -> spec of the runs among `keys` whose record is done but whose checkpoint is not on this machine."
     from avss_nb.runs import RunSpec, load_record
-    later = [s for s in todo if s.eval_prior.startswith('run:')]
-    needed = {s.eval_prior[4:] for s in later}
-    first = sorted((s for s in todo if not s.eval_prior.startswith('run:')), key=lambda s: s.key() not in needed)  # stage 1 leads
-    planned = {s.key() for s in first}
-    weights = []
-    for key in sorted(needed - planned):
+    out = {}
+    for key in keys:
         rec = load_record(key, settings)
         if rec is not None and rec.get('status') == 'done':
             spec = RunSpec.from_dict(rec['spec'])
-            if not has_checkpoint(spec): weights.append(spec)
-    return weights, first, later
+            if not has_checkpoint(spec): out[key] = spec
+    return out
+
+def _stage1_first(todo:list, settings, weights=()) -> tuple[list, list]:
+    "Order the work as (first, later) lists of (spec, weights_only): `todo` to train, plus the finished runs in `weights` and the stage-1 runs any stage-2 run reads whose checkpoints are missing, to train again for their weights; stage-1 runs lead, stage-2 runs come later."
+    stage2 = lambda s: s.eval_prior.startswith('run:')
+    planned = {s.key() for s in todo}
+    again = _missing_weights(sorted({s.key() for s in weights} - planned), settings)
+    needed = {s.eval_prior[4:] for s in [*todo, *again.values()] if stage2(s)}
+    again.update(_missing_weights(sorted(needed - planned - set(again)), settings))
+    work = [(s, False) for s in todo] + [(s, True) for s in again.values()]
+    first = sorted((p for p in work if not stage2(p[0])), key=lambda p: p[0].key() not in needed)   # stage 1 leads
+    return first, [p for p in work if stage2(p[0])]
 
 def train_runs(specs,                     # RunSpecs, e.g. from `experiment_specs`
                jobs:str|int='auto',       # runs trained at once (`resolve_jobs`)
                force:bool=False,          # retrain runs that already exist
+               weights=(),                # RunSpecs whose checkpoints must be here (`weight_specs`): retrained if only the record is
               ) -> list[tuple]:
-    "Train the runs in `specs` that have no finished record, `jobs` at a time in separate processes, stage-1 runs before the stage-2 runs reading them; (hash, seconds, test mIoU) each."
+    "Train the runs in `specs` that have no finished record, and those in `weights` without a checkpoint here, `jobs` at a time in separate processes, stage-1 runs before the stage-2 runs reading them; (hash, seconds, test mIoU) each."
     from concurrent.futures import ProcessPoolExecutor, wait, FIRST_COMPLETED
     import multiprocessing, tempfile
     from avss_nb.runs import load_record
     from avss_nb.config import resolve_threads
     settings = get_settings()
     todo = [s for s in specs if force or (load_record(s.key(), settings) or {}).get('status') != 'done']
-    n = min(resolve_jobs(jobs, settings.device), max(1, len(todo)))
+    queue, later = _stage1_first(todo, settings, weights)
+    total = len(queue) + len(later)
+    n = min(resolve_jobs(jobs, settings.device), max(1, total))
     threads = resolve_threads(settings.threads, local_world=n)   # 'auto': the cores shared among the n processes
-    print(f"train_runs: {len(todo)} of {len(specs)} runs to train, {n} at a time, {threads} torch thread(s) each", flush=True)
-    weights, first, later = _stage1_first(todo, settings)
-    queue = [(s, True) for s in weights] + [(s, False) for s in first]
+    print(f"train_runs: {len(todo)} of {len(specs)} runs to train, {total - len(todo)} more for their weights, "
+          f"{n} at a time, {threads} torch thread(s) each", flush=True)
     done, start, table_dir = [], time.time(), tempfile.gettempdir()
     if n == 1:                                                   # in this process, one after another
-        return [_train_one(s.to_dict(), threads, force, table_dir, w) for s, w in queue + [(s, False) for s in later]]
+        return [_train_one(s.to_dict(), threads, force, table_dir, w) for s, w in queue + later]
     # a stage-2 run starts only once every stage-1 run it reads is trained: with `force` it would otherwise read the old weights
-    stage1 = {s.key() for s, _ in queue} & {s.eval_prior[4:] for s in later}
+    stage1 = {s.key() for s, _ in queue} & {s.eval_prior[4:] for s, _ in later}
     with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context('spawn')) as pool:
         submit = lambda s, w: pool.submit(_train_one, s.to_dict(), threads, force, table_dir, w)
         futures = {submit(s, w): s for s, w in queue}
-        if not stage1: futures.update({submit(s, False): s for s in later}); later = []
+        if not stage1: futures.update({submit(s, w): s for s, w in later}); later = []
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in finished:
                 done.append(f.result()); stage1.discard(done[-1][0])
-                print(f"  [{len(done)}/{len(todo) + len(weights)}] {done[-1][0]} ({futures[f].model} {futures[f].dataset}): "
+                print(f"  [{len(done)}/{total}] {done[-1][0]} ({futures[f].model} {futures[f].dataset}): "
                       f"{done[-1][1]:.0f} s, {time.time() - start:.0f} s so far", flush=True)
             if later and not stage1:
-                new = {submit(s, False): s for s in later}; futures.update(new); pending |= set(new); later = []
+                new = {submit(s, w): s for s, w in later}; futures.update(new); pending |= set(new); later = []
     return done
 
 
@@ -569,7 +585,8 @@ def _reproduce_main(args):
     jobs = resolve_jobs(args.jobs, args.settings.device)
     if jobs > 1:                                              # train every missing run side by side first
         _, seeds, _, _ = experiment_setup(args.dataset, preset, args.data_root, args.settings.device)
-        train_runs(experiment_specs(names, args.dataset, preset, seeds), jobs, force=args.force)
+        train_runs(experiment_specs(names, args.dataset, preset, seeds), jobs, force=args.force,
+                   weights=weight_specs(names, args.dataset, preset, seeds))
     params = dict(dataset=args.dataset, device=args.settings.device, force=args.force and jobs == 1)
     if args.data_root: params['data_root'] = args.data_root
     run_experiments(preset, names, params)

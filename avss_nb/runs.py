@@ -239,9 +239,17 @@ def epoch_line(trainer, event:str):
     val = f"  val {cfg.best_metric} {score:.4f}" if score is not None else ''
     print(f"  epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}{val}  ({row['epoch_s']:.0f} s)", file=sys.stderr, flush=True)
 
+def _replace_folder(new:Path, old:Path):
+    "Put folder `new` where `old` is: `old` is moved aside, `new` renamed into place, then `old` deleted."
+    aside = old.with_name(f'{old.name}.replaced')
+    if aside.exists(): shutil.rmtree(aside)
+    if old.exists(): old.rename(aside)
+    new.rename(old)
+    shutil.rmtree(aside, ignore_errors=True)
+
 def _train_run(spec:RunSpec,                 # what to train
               settings:Settings|None=None,  # paths and device; default get_settings()
-              force:bool=False,             # train again even if the record exists (deletes the run folder)
+              force:bool=False,             # train again even if the record exists (the old run stays until the new one is done)
               progress:bool=True,           # tqdm bars
               test:bool=True,               # score the test split with the best checkpoint
               callbacks=(),                 # Trainer callbacks
@@ -257,8 +265,9 @@ def _train_run(spec:RunSpec,                 # what to train
     if progress and info.is_main:
         extra = ''.join(f", {k} {v}" for k, v in [('priors', spec.priors), ('variant', dict(spec.variant)), ('audio', spec.audio)] if v and v not in ('none', 'real'))
         print(f"run {h}: training {spec.model} on {spec.dataset} ({spec.task}, preset {spec.preset}, seed {spec.seed}{extra})", file=sys.stderr, flush=True)
-    folder = run_dir(h, settings)
-    if force and info.is_main and folder.exists(): shutil.rmtree(folder)
+    final = run_dir(h, settings)
+    folder = final.with_name(f'{h}.retrain') if force else final   # a forced retrain replaces the old run only once it has finished
+    if force and info.is_main and folder.exists(): shutil.rmtree(folder)   # a killed retrain's leftovers: start afresh
     barrier()
     start, revision = time.time(), git_revision()   # the code this process trains with: a commit made during the run is not it
     seed_everything(spec.seed)
@@ -281,9 +290,11 @@ def _train_run(spec:RunSpec,                 # what to train
     rec.update(git=revision, device=describe_device(trainer.device, trainer.info.world_size),
                wall_s=round(time.time() - start, 2), train_s=round(sum(r['epoch_s'] for r in result['history']), 2),
                preset=get_preset(spec.preset).to_dict(), seed=spec.seed, train_config=cfg.to_dict(),
-               checkpoint=os.path.relpath(best, settings.runs_dir) if best.is_file() else None,
+               checkpoint=os.path.relpath(final/'ckpt'/'best.safetensors', settings.runs_dir) if best.is_file() else None,
                torch=torch.__version__, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
-    if info.is_main: write_record(rec, settings)
+    if info.is_main:
+        if folder != final: _replace_folder(folder, final)
+        write_record(rec, settings)
     barrier()
     return rec
 
@@ -440,7 +451,7 @@ def acquire_run_lock(run_hash:str, settings:Settings) -> Path:
 
 def train_run(spec:RunSpec,                 # what to train
               settings:Settings|None=None,  # paths and device; default get_settings()
-              force:bool=False,             # train again even if the record exists (deletes the run folder)
+              force:bool=False,             # train again even if the record exists (the old run stays until the new one is done)
               progress:bool=True,           # tqdm bars
               test:bool=True,               # score the test split with the best checkpoint
               callbacks=(),                 # Trainer callbacks

@@ -69,8 +69,26 @@ def test_train_runs_trains_stage1_before_the_stage2_runs_reading_it(tmp_path, mo
     train_runs([s2, other, s1], jobs=2, force=True)
     assert _written(s1.key()) > before and _started_after(s2.key(), s1.key())   # retrained, before stage 2 began
     shutil.rmtree(run_dir(s1.key())); shutil.rmtree(run_dir(s2.key())); record_path(s2.key()).unlink()
-    weights, first, later = _stage1_first([s2], get_settings())
-    assert [s.key() for s in weights] == [s1.key()] and first == [] and [s.key() for s in later] == [s2.key()]
+    first, later = _stage1_first([s2], get_settings())
+    assert [(s.key(), w) for s, w in first] == [(s1.key(), True)] and [(s.key(), w) for s, w in later] == [(s2.key(), False)]
     done = train_runs([s2, s1], jobs=2)                          # the stage-1 record is done: only its weights are made
     assert [key for key, _, _ in done] == [s1.key(), s2.key()] and has_checkpoint(s1) and has_checkpoint(s2)
     assert _started_after(s2.key(), s1.key())
+
+def test_train_runs_retrains_the_runs_whose_weights_a_notebook_loads(tmp_path, monkeypatch):
+    """A fresh clone has the records of the robustness runs but not their weights: `train_runs(weights=...)` trains those
+    again side by side (not one by one inside the notebook), a stage-2 run in `weights` after the stage-1 run it reads, and a
+    run with its checkpoint here is left alone."""
+    from avss_nb.reproduce import train_runs, stage1_spec, ss_spec, weight_specs
+    monkeypatch.setenv('AVSS_RUNS_DIR', str(tmp_path/'runs'))
+    s1, s2, other = stage1_spec('toy', 'smoke'), ss_spec('aavs', 'toy', 'smoke'), task_spec('tpavi', 's4', 'toy', 'smoke')
+    train_runs([s1, s2, other], jobs=2)
+    shutil.rmtree(run_dir(s1.key())); shutil.rmtree(run_dir(s2.key()))      # records kept, weights gone; `other` keeps both
+    created = {s.key(): load_record(s.key())['created'] for s in (s1, s2, other)}
+    assert train_runs([s1, s2, other], jobs=2) == []                     # records are all a table needs
+    done = train_runs([s1, s2, other], jobs=2, weights=[s2, other])
+    assert [key for key, _, _ in done] == [s1.key(), s2.key()] and has_checkpoint(s1) and has_checkpoint(s2)
+    assert _started_after(s2.key(), s1.key()) and load_record(other.key())['created'] == created[other.key()]
+    keys = {s.key() for s in weight_specs(['table1', 'robustness'], 'toy', 'smoke', [0])}
+    assert keys == {task_spec(m, t, 'toy', 'smoke', 0).key() for m in ('aavs', 'tpavi', 'avsegformer', 'avsc') for t in ('s4', 'ms3')}
+    assert weight_specs(['table1', 'table3'], 'toy', 'smoke', [0]) == []
