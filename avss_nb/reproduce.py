@@ -15,13 +15,13 @@ from .train import atomic_write
 
 # %% auto #0
 __all__ = ['PAPER', 'PAPER_EVAL_BATCH', 'TIE_POINTS', 'TASK_DATA', 'TABLE2_BUDGETS', 'TABLE2_SOURCES', 'MODELS', 'TASKS',
-           'TABLE2_MODELS', 'TABLE3_QUERIES', 'TABLE4_VARIANTS', 'ROBUSTNESS_TASKS', 'WEIGHT_EXPERIMENTS',
-           'METRIC_NAMES', 'PAPER_METRICS', 'EXPERIMENTS', 'paper_number', 'Claim', 'check_claim', 'summarise',
-           'fmt_cell', 'write_table', 'revision', 'machine_description', 'task_spec', 'stage1_spec', 'table2_prior',
-           'ss_spec', 'paper_f_key', 'has_checkpoint', 'run_model', 'ensure_weights', 'measure', 'table1_runs',
-           'table2_runs', 'table3_runs', 'table4_runs', 'robustness_runs', 'experiment_runs', 'experiment_specs',
-           'weight_specs', 'resolve_jobs', 'train_runs', 'avss_miou', 'comparison_table', 'cell_claim',
-           'experiment_setup', 'run_experiments', 'add_cli']
+           'TABLE2_MODELS', 'TABLE3_QUERIES', 'TABLE4_VARIANTS', 'ROBUSTNESS_TASKS', 'FIG4_MODELS',
+           'WEIGHT_EXPERIMENTS', 'METRIC_NAMES', 'PAPER_METRICS', 'EXPERIMENTS', 'paper_number', 'Claim', 'check_claim',
+           'summarise', 'fmt_cell', 'write_table', 'revision', 'machine_description', 'task_spec', 'stage1_spec',
+           'table2_prior', 'ss_spec', 'paper_f_key', 'has_checkpoint', 'run_model', 'ensure_weights', 'measure',
+           'table1_runs', 'table2_runs', 'table3_runs', 'table4_runs', 'robustness_runs', 'figure_runs',
+           'experiment_runs', 'experiment_specs', 'weight_specs', 'resolve_jobs', 'train_runs', 'avss_miou',
+           'comparison_table', 'cell_claim', 'experiment_setup', 'run_experiments', 'add_cli']
 
 # %% ../nbs/17_reproduce.ipynb #21b934c4
 PAPER = {
@@ -324,10 +324,32 @@ def robustness_runs(dataset:str, preset:str, seeds) -> list[tuple]:
     return [(task_spec(m, t, dataset, preset, seed), dict(method=m, task=t, seed=seed))
             for seed in seeds for m in MODELS for t in ROBUSTNESS_TASKS]
 
+FIG4_MODELS = ('tpavi', 'avsegformer', 'aavs')   # Fig. 4: each end to end on AVSS beside the same method with Stepping Stones
+
+def figure_runs(dataset:str, preset:str, seeds,
+                tasks=TASKS,     # Fig. 3's panels
+                fig4:bool=True,  # include Fig. 4's runs
+               ) -> list[tuple]:
+    "The runs the figures notebook draws, as (spec, labels): Fig. 3's models per task, Fig. 4's AVSS pairs, Fig. 5's AVSC MS3; first seed only."
+    seed, out = seeds[0], []
+    for task in tasks:
+        for m in MODELS:
+            spec = ss_spec('aavs', dataset, preset, seed) if (m, task) == ('aavs', 'avss') else task_spec(m, task, dataset, preset, seed)
+            out.append((spec, dict(figure='fig3', task=task, method=m + ('+ss' if spec.priors != 'none' else ''), seed=seed)))
+    if fig4:
+        actual = f"run:{stage1_spec(dataset, preset, seed).key()}"   # every stepped model is drawn with the stage-1 AAVS prior
+        for m in FIG4_MODELS:
+            stepped = (ss_spec('aavs', dataset, preset, seed) if m == 'aavs' else   # Table 1's AAVS + SS; Table 2's peers + SS
+                       task_spec(m, 'avss', dataset, preset, seed, priors='mask_fusion', train_prior='gt', eval_prior='gt'))
+            out += [(task_spec(m, 'avss', dataset, preset, seed), dict(figure='fig4', method=m, seed=seed)),
+                    (stepped, dict(figure='fig4', method=m + '+ss', prior=actual, seed=seed))]
+    out.append((task_spec('avsc', 'ms3', dataset, preset, seed), dict(figure='fig5', method='avsc', seed=seed)))
+    return out
+
 def experiment_runs(name:str, dataset:str, preset:str, seeds, priors_from:str='stage1') -> list[tuple]:
-    "(spec, labels) pairs experiment notebook `name` measures (the figures: those of Tables 1 and 2)."
+    "(spec, labels) pairs experiment notebook `name` measures (the figures: those it draws, `figure_runs`)."
     if name == 'table2': return sum(table2_runs(dataset, preset, seeds, priors_from), [])
-    if name == 'figures': return table1_runs(dataset, preset, seeds) + sum(table2_runs(dataset, preset, seeds, priors_from), [])
+    if name == 'figures': return figure_runs(dataset, preset, seeds)
     makers = dict(table1=table1_runs, table3=table3_runs, table4=table4_runs, robustness=robustness_runs)
     if name not in makers: raise ValueError(f"no experiment {name!r}; experiments are {sorted(makers) + ['table2', 'figures']}")
     return makers[name](dataset, preset, seeds)
