@@ -15,7 +15,7 @@ import timm
 
 # %% auto #0
 __all__ = ['HF_INIT_STD', 'ADAPTER_INITS', 'ATTN_ADAPTERS', 'ATTN_ADAPTER_INITS', 'PIXEL_DECODERS', 'BottleneckAdapter',
-           'AdaptedLinear', 'hf_init_linear_', 'reset_adapters', 'add_swin_adapters', 'VisualEncoder',
+           'AdaptedLinear', 'hf_init_linear_', 'reset_adapters', 'add_swin_adapters', 'is_swin', 'VisualEncoder',
            'hf_swin_to_timm', 'load_backbone_weights', 'freeze', 'sine_position_embedding', 'ms_deform_attn',
            'attention_adapter', 'project_out', 'MSDeformAttn', 'DeformEncoderLayer', 'MSDeformPixelDecoder',
            'FPNPixelDecoder']
@@ -92,6 +92,11 @@ def add_swin_adapters(model:nn.Module,    # a timm Swin (full or features_only)
     return len(blocks)
 
 # %% ../nbs/04_backbone.ipynb #0ced48f1
+def is_swin(name:str, # timm model name
+           ) -> bool:
+    "Whether timm model `name` is a Swin: AAVS's encoder (`VisualEncoder`), which the peers and the pretraining use in its place."
+    return 'swin' in name
+
 class VisualEncoder(nn.Module):
     "timm backbone (`features_only`) -> four `NCHW` maps at strides 4, 8, 16, 32, with optional adapters."
     def __init__(self,
@@ -104,7 +109,7 @@ class VisualEncoder(nn.Module):
                 ):
         super().__init__()
         self.name, self.kwargs = name, dict(kwargs or {})
-        if 'swin' in name and 'always_partition' not in self.kwargs: self.kwargs['always_partition'] = True
+        if is_swin(name) and 'always_partition' not in self.kwargs: self.kwargs['always_partition'] = True
         self.body = timm.create_model(name, pretrained=False, features_only=True, out_indices=(0, 1, 2, 3), **self.kwargs)
         self.channels = list(self.body.feature_info.channels())    # e.g. [128, 256, 512, 1024] for Swin-B
         self.strides = list(self.body.feature_info.reduction())    # [4, 8, 16, 32]

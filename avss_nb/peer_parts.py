@@ -65,7 +65,8 @@ class TimmPyramid(nn.Module):
                  **kwargs,                # extra timm.create_model arguments
                 ):
         super().__init__()
-        if 'swin' in name:        # AAVS's encoder (NCHW maps, out_norms): the peers at quick share it and its pretraining
+        from avss_nb.backbone import is_swin
+        if is_swin(name):         # AAVS's encoder (NCHW maps, out_norms): the peers at quick share it and its pretraining
             from avss_nb.backbone import VisualEncoder, load_backbone_weights
             self.body = VisualEncoder(name, kwargs, adapters=False)
             if weights: load_backbone_weights(self.body, weights)

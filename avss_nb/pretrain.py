@@ -101,7 +101,8 @@ class SegPretrainer(nn.Module):
     "VisualEncoder + light FPN head -> class logits `[N,K,S,S]`."
     def __init__(self, name:str, kwargs:dict, num_classes:int, width:int=64):
         super().__init__()
-        if 'swin' in name:                     # AAVS's encoder (out_norms included)
+        from avss_nb.backbone import is_swin
+        if is_swin(name):                      # AAVS's encoder (out_norms included)
             from avss_nb.backbone import VisualEncoder
             self.encoder = VisualEncoder(name, kwargs, adapters=False)
         else:                                  # the peers' timm pyramid (strides 4..32 of a CNN)
@@ -254,7 +255,8 @@ def pretrained_overrides(model:str, preset, settings=None, train:bool=True, **sp
         rec = pretrain_run(spec, settings) if train else json.loads(pretrain_record_path(spec, settings).read_text())
         folder = pretrain_dir(spec, settings)
         if kind == 'visual':
-            out['backbone_weights'] = str(folder/rec['weights']['encoder' if 'swin' in spec.encoder else 'timm'])
+            from avss_nb.backbone import is_swin
+            out['backbone_weights'] = str(folder/rec['weights']['encoder' if is_swin(spec.encoder) else 'timm'])
             if model == 'aavs': out['freeze'] = 'frozen_backbone'   # the recipe scaled: a pretrained Swin stays frozen
         else: out['audio_weights'] = str(folder/rec['weights']['encoder'])
     return out
