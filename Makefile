@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 PRESET ?= quick
 PYTEST_ARGS ?=
+REPRODUCE_ARGS ?=   # more `avss-nb reproduce` arguments, e.g. REPRODUCE_ARGS=--force to train every run again
 
 .PHONY: install hooks test sync-check reproduce gpu-wheels gpu-check clean-venv
 
@@ -52,7 +53,7 @@ reproduce: install
 	elif ! $(BIN)/python -c "import sys; from avss_nb.config import get_settings; from avss_nb.freeavs import build_is_current; sys.exit(not build_is_current('$$data', '$$fpreset', get_settings().seed))"; then \
 	  echo "== FreeAVS $$fpreset in $$data is from another plan or seed: rebuilding it"; $(BIN)/avss-nb freeavs build --preset $$fpreset --out "$$data" --overwrite; fi; \
 	echo "== running the experiment notebooks at preset $(PRESET)"; \
-	$(BIN)/avss-nb reproduce --preset $(PRESET) --dataset freeavs
+	$(BIN)/avss-nb reproduce --preset $(PRESET) --dataset freeavs $(REPRODUCE_ARGS)
 
 # Wheels for a GPU machine that reaches no registry (Python 3.12, x86_64): what it lacks to run the experiment
 # notebooks (papermill, its kernel, nbdev, soundfile). Packages that machine already has are removed (a second numpy
