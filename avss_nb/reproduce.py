@@ -20,8 +20,8 @@ __all__ = ['PAPER', 'PAPER_EVAL_BATCH', 'TIE_POINTS', 'TASK_DATA', 'TABLE2_BUDGE
            'summarise', 'fmt_cell', 'write_table', 'revision', 'machine_description', 'task_spec', 'stage1_spec',
            'table2_prior', 'ss_spec', 'paper_f_key', 'has_checkpoint', 'run_model', 'ensure_weights', 'measure',
            'table1_runs', 'table2_runs', 'table3_runs', 'table4_runs', 'robustness_runs', 'figure_runs',
-           'experiment_runs', 'experiment_specs', 'weight_specs', 'resolve_jobs', 'train_runs', 'avss_miou',
-           'comparison_table', 'cell_claim', 'experiment_setup', 'run_experiments', 'add_cli']
+           'experiment_runs', 'experiment_specs', 'unscored_prior', 'weight_specs', 'resolve_jobs', 'train_runs',
+           'avss_miou', 'comparison_table', 'cell_claim', 'experiment_setup', 'run_experiments', 'add_cli']
 
 # %% ../nbs/17_reproduce.ipynb #21b934c4
 PAPER = {
@@ -367,9 +367,26 @@ def experiment_specs(names, dataset:str, preset:str, seeds, priors_from:str='sta
 
 WEIGHT_EXPERIMENTS = ('robustness', 'figures')   # notebooks that run the models again; the tables read records and cached evaluations
 
+def unscored_prior(spec, labels:dict) -> str|None:
+    "The prior a table row scores its finished run with (`labels['prior']`) when the run's record has not cached that evaluation, else None."
+    from avss_nb.runs import load_record
+    from avss_nb.two_stage import PriorSource
+    rec, prior = load_record(spec.key()), labels.get('prior')
+    if prior is None or rec is None or rec.get('status') != 'done': return None   # no other prior, or trained (and scored) anyway
+    return None if f"{spec.dataset}|test|{PriorSource.parse(prior)}" in rec.get('evaluations', {}) else prior
+
 def weight_specs(names, dataset:str, preset:str, seeds, priors_from:str='stage1') -> list:
-    "The runs whose weights experiments `names` load (those of the robustness test and the figures), for `train_runs(weights=...)`."
-    return experiment_specs([n for n in names if n in WEIGHT_EXPERIMENTS], dataset, preset, seeds, priors_from)
+    "The runs whose weights experiments `names` load, for `train_runs(weights=...)`: every run of the robustness test and the figures, and each table run that must be scored with a prior its record has no evaluation for, with the stage-1 run behind a `run:` prior."
+    from avss_nb.runs import RunSpec, load_record
+    out = {s.key(): s for s in experiment_specs([n for n in names if n in WEIGHT_EXPERIMENTS], dataset, preset, seeds, priors_from)}
+    for name in (n for n in names if n not in WEIGHT_EXPERIMENTS):
+        for spec, labels in experiment_runs(name, dataset, preset, seeds, priors_from):
+            prior = unscored_prior(spec, labels)
+            if prior is None: continue
+            out.setdefault(spec.key(), spec)
+            if prior.startswith('run:') and load_record(prior[4:]) is not None:
+                stage1 = RunSpec.from_dict(load_record(prior[4:])['spec']); out.setdefault(stage1.key(), stage1)
+    return list(out.values())
 
 
 # %% ../nbs/17_reproduce.ipynb #e138d13a

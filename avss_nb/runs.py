@@ -20,9 +20,10 @@ from .config import git_revision   # lives below the registry (pretraining recor
 
 # %% auto #0
 __all__ = ['TASKS', 'AUDIO_INPUTS', 'DATASET_SOURCES', 'parse_dataset', 'build_dataset', 'RunSpec', 'build_model', 'train_config',
-           'run_dir', 'record_path', 'load_record', 'describe_device', 'epoch_line', 'write_record', 'load_run_model',
-           'data_identity', 'evaluate_run', 'run_priors_dir', 'ensure_run_priors', 'with_priors', 'acquire_run_lock',
-           'train_run', 'list_runs', 'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
+           'run_dir', 'record_path', 'load_record', 'describe_device', 'epoch_line', 'weights_digest',
+           'kept_evaluations', 'write_record', 'load_run_model', 'data_identity', 'evaluate_run', 'run_priors_dir',
+           'ensure_run_priors', 'with_priors', 'acquire_run_lock', 'train_run', 'list_runs', 'runs_table',
+           'add_spec_args', 'spec_from_args', 'add_cli']
 
 # %% ../nbs/14_runs.ipynb #cd510c7a
 TASKS = ('binary', 'semantic')
@@ -239,6 +240,17 @@ def epoch_line(trainer, event:str):
     val = f"  val {cfg.best_metric} {score:.4f}" if score is not None else ''
     print(f"  epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}{val}  ({row['epoch_s']:.0f} s)", file=sys.stderr, flush=True)
 
+def weights_digest(path:Path) -> str|None:
+    "The first 16 hex digits of a checkpoint file's sha256 (None if there is no file): which weights a record's evaluations scored."
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if Path(path).is_file() else None
+
+def kept_evaluations(old:dict|None, # the record a forced retrain replaces (None: there was none)
+                     new:dict,      # the retrained run's record
+                    ) -> dict:
+    "The old record's cached evaluations that still hold for the new one: all of them if both name the same weights digest, else none."
+    same = old is not None and new.get('weights_sha256') is not None and old.get('weights_sha256') == new['weights_sha256']
+    return dict(old.get('evaluations', {})) if same else {}
+
 def _replace_folder(new:Path, old:Path):
     "Put folder `new` where `old` is: `old` is moved aside, `new` renamed into place, then `old` deleted."
     aside = old.with_name(f'{old.name}.replaced')
@@ -287,12 +299,14 @@ def _train_run(spec:RunSpec,                 # what to train
         test_ds = _datasets(spec, 'test', settings)
         full = evaluate(trainer.model, test_ds, spec.task, cfg.eval_batch_size, trainer.device, amp=cfg.amp, progress=progress)
         rec['metrics']['test'] = _summary(full); rec['test_full'] = full
-    rec.update(git=revision, device=describe_device(trainer.device, trainer.info.world_size),
+    rec.update(git=revision, weights_sha256=weights_digest(best), device=describe_device(trainer.device, trainer.info.world_size),
                wall_s=round(time.time() - start, 2), train_s=round(sum(r['epoch_s'] for r in result['history']), 2),
                preset=get_preset(spec.preset).to_dict(), seed=spec.seed, train_config=cfg.to_dict(),
                checkpoint=os.path.relpath(final/'ckpt'/'best.safetensors', settings.runs_dir) if best.is_file() else None,
                torch=torch.__version__, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
     if info.is_main:
+        kept = kept_evaluations(load_record(h, settings) if force else None, rec)   # a retrain for the same weights keeps their scores
+        if kept: rec['evaluations'] = kept
         if folder != final: _replace_folder(folder, final)
         write_record(rec, settings)
     barrier()

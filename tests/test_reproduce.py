@@ -92,3 +92,23 @@ def test_train_runs_retrains_the_runs_whose_weights_a_notebook_loads(tmp_path, m
     keys = {s.key() for s in weight_specs(['table1', 'robustness'], 'toy', 'smoke', [0])}
     assert keys == {task_spec(m, t, 'toy', 'smoke', 0).key() for m in ('aavs', 'tpavi', 'avsegformer', 'avsc') for t in ('s4', 'ms3')}
     assert weight_specs(['table1', 'table3'], 'toy', 'smoke', [0]) == []
+
+def test_weight_specs_adds_table_runs_whose_prior_evaluation_is_not_cached(tmp_path, monkeypatch):
+    """Table 2 scores each stepped peer with the low, high and oracle priors, cached in its record. A record without one
+    of them (a retrain that changed the weights drops them) needs the run's weights and the stage-1 run behind that prior,
+    trained in `train_runs`' pool before the notebook; once the evaluation is cached, nothing is."""
+    from avss_nb.reproduce import table2_runs, weight_specs, unscored_prior
+    from avss_nb.runs import write_record
+    monkeypatch.setenv('AVSS_RUNS_DIR', str(tmp_path/'runs'))
+    stage1, rows = table2_runs('toy', 'smoke', [0])
+    for s1, _ in stage1: write_record(dict(hash=s1.key(), spec=s1.to_dict(), status='done', metrics={}))
+    stepped = [(s, labels) for s, labels in rows if labels['method'] == 'tpavi' and 'prior' in labels]
+    spec, prior = stepped[0][0], {labels['level']: labels['prior'] for _, labels in stepped}
+    cached = {f"{spec.dataset}|test|{prior[level]}": {} for level in ('high', 'oracle')}
+    write_record(dict(hash=spec.key(), spec=spec.to_dict(), status='done', metrics={}, evaluations=cached))
+    low = next(s1 for s1, labels in stage1 if labels['level'] == 'low')
+    assert prior['low'] == f'run:{low.key()}' and unscored_prior(spec, dict(prior=prior['low'])) == prior['low']
+    assert unscored_prior(spec, dict(prior=prior['high'])) is None and unscored_prior(spec, {}) is None
+    assert {s.key() for s in weight_specs(['table2'], 'toy', 'smoke', [0])} == {spec.key(), low.key()}   # no record: trained anyway
+    write_record(dict(load_record(spec.key()), evaluations=dict(cached, **{f"{spec.dataset}|test|{prior['low']}": {}})))
+    assert weight_specs(['table2', 'table1'], 'toy', 'smoke', [0]) == []
