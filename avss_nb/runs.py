@@ -20,7 +20,7 @@ from .config import git_revision   # lives below the registry (pretraining recor
 
 # %% auto #0
 __all__ = ['TASKS', 'AUDIO_INPUTS', 'DATASET_SOURCES', 'parse_dataset', 'build_dataset', 'RunSpec', 'build_model', 'train_config',
-           'run_dir', 'record_path', 'load_record', 'describe_device', 'epoch_line', 'weights_digest',
+           'run_dir', 'record_path', 'load_record', 'machine_info', 'describe_device', 'epoch_line', 'weights_digest',
            'kept_evaluations', 'write_record', 'load_run_model', 'data_identity', 'evaluate_run', 'run_priors_dir',
            'ensure_run_priors', 'with_priors', 'acquire_run_lock', 'train_run', 'list_runs', 'runs_table',
            'add_spec_args', 'spec_from_args', 'add_cli']
@@ -207,6 +207,17 @@ def load_record(run:'RunSpec|str', settings:Settings|None=None) -> dict|None:
         raise CheckpointError(f"run record {path} has no 'spec'/'hash'", path=path, hint="restore it from git or delete it to train the run again")
     return rec
 
+def machine_info() -> dict:
+    "What tells two machines' trainings apart beyond the code: the CPU model and the versions of the packages that compute or decode."
+    from importlib.metadata import version, PackageNotFoundError
+    def installed(name):
+        try: return version(name)
+        except PackageNotFoundError: return None
+    cpu = platform.processor() or platform.machine()
+    try: cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo') if line.startswith('model name')), cpu)
+    except OSError: pass
+    return dict(cpu=cpu, **{name: installed(name) for name in ('numpy', 'pillow', 'scipy', 'timm', 'torchaudio')})
+
 def describe_device(device:torch.device, world_size:int=1) -> str:
     "e.g. 'cpu (2 threads)' or '2 x NVIDIA H100 80GB HBM3'."
     if device.type == 'cuda': name = torch.cuda.get_device_name(device)
@@ -303,7 +314,7 @@ def _train_run(spec:RunSpec,                 # what to train
                wall_s=round(time.time() - start, 2), train_s=round(sum(r['epoch_s'] for r in result['history']), 2),
                preset=get_preset(spec.preset).to_dict(), seed=spec.seed, train_config=cfg.to_dict(),
                checkpoint=os.path.relpath(final/'ckpt'/'best.safetensors', settings.runs_dir) if best.is_file() else None,
-               torch=torch.__version__, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
+               torch=torch.__version__, machine=machine_info(), created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
     if info.is_main:
         kept = kept_evaluations(load_record(h, settings) if force else None, rec)   # a retrain for the same weights keeps their scores
         if kept: rec['evaluations'] = kept
