@@ -26,16 +26,18 @@ def unoptimised():
     try: yield
     finally: backbone.ms_deform_attn, criterion.SetCriterion = saved
 
-def op_profile(fn, top:int=5) -> dict:
-    "Top operators by self CPU time of one call of `fn`, and the share of the time spent in SHARED_MATH."
+def op_profile(fn, calls:int=3, top:int=5) -> dict:
+    "Top operators by self CPU time per call of `fn` (averaged over `calls` profiled calls), and the share spent in SHARED_MATH."
     from torch.profiler import profile, ProfilerActivity
     fn()                                                                                  # warm
-    with profile(activities=[ProfilerActivity.CPU]) as prof: fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls): fn()
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     rows = sorted(events, key=lambda e: -e.self_cpu_time_total)
-    return dict(total_ms=total / 1e3, top=[(e.key, round(e.self_cpu_time_total / 1e3, 1), round(100 * e.self_cpu_time_total / total, 1), e.count) for e in rows[:top]],
-                shared_math_ms=sum(e.self_cpu_time_total for e in events if e.key in SHARED_MATH) / 1e3)
+    return dict(calls=calls, total_ms=total / 1e3 / calls,
+                top=[(e.key, round(e.self_cpu_time_total / 1e3 / calls, 1), round(100 * e.self_cpu_time_total / total, 1), e.count // calls) for e in rows[:top]],
+                shared_math_ms=sum(e.self_cpu_time_total for e in events if e.key in SHARED_MATH) / 1e3 / calls)
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser()
@@ -97,7 +99,7 @@ if __name__ == '__main__':
     cell = lambda r, k: f"{r[k]:.2f} [{r[k + '_q1']:.2f}-{r[k + '_q3']:.2f}] {{{r[k + '_min']:.2f}..{r[k + '_max']:.2f}}}" if k in r else '-'
     for r in rows: print(f"{r['model']:48}{cell(r, 'infer_fps'):>42}{cell(r, 'train_fps'):>42}")
     for name, prof in profiles.items():
-        print(f"\n{name}: {prof['total_ms']:.0f} ms of operator self time; kernels both implementations share (GEMMs, convolutions, "
+        print(f"\n{name}: {prof['total_ms']:.0f} ms of operator self time per call (mean of {prof['calls']}); kernels both implementations share (GEMMs, convolutions, "
               f"grid_sample, attention): {prof['shared_math_ms']:.0f} ms ({100 * prof['shared_math_ms'] / prof['total_ms']:.0f}%)")
         for op, ms, pct, count in prof['top']: print(f"  {op:60}{ms:10.1f} ms {pct:5.1f}%  (x{count})")
     if args.json: json.dump(dict(rows=rows, profiles=profiles, load=load, revision=rev), open(args.json, 'w'), indent=1)
