@@ -239,7 +239,7 @@ def measure(spec,                   # a RunSpec
             **labels,               # extra columns for the row (method, task, ...)
            ) -> dict:
     "Train (or load) a run and return its test metrics as one row with a link to its record."
-    from avss_nb.runs import train_run, evaluate_run, record_path, load_record, RunSpec
+    from avss_nb.runs import train_run, evaluate_run, record_path, load_record, RunSpec, stale_prior
     if spec.eval_prior.startswith('run:'):
         rec1 = load_record(spec.eval_prior[4:])
         if rec1 is None:
@@ -250,6 +250,8 @@ def measure(spec,                   # a RunSpec
             stage1 = RunSpec.from_dict(rec1['spec'])
             if not has_checkpoint(stage1): run_model(stage1, progress=progress)
     rec = train_run(spec, force=force, progress=progress)
+    if prior is None and stale_prior((rec.get('priors') or {}).get('eval')):   # its stage-1 run was retrained since: score again
+        prior = spec.eval_prior
     if prior is None: metrics = rec['metrics']['test']
     else:
         try: metrics = evaluate_run(spec, 'test', prior=prior)       # cached in the record once computed
@@ -368,12 +370,15 @@ def experiment_specs(names, dataset:str, preset:str, seeds, priors_from:str='sta
 WEIGHT_EXPERIMENTS = ('robustness', 'figures')   # notebooks that run the models again; the tables read records and cached evaluations
 
 def unscored_prior(spec, labels:dict) -> str|None:
-    "The prior a table row scores its finished run with (`labels['prior']`) when the run's record has not cached that evaluation, else None."
-    from avss_nb.runs import load_record
+    "The prior a table row scores its finished run with when the run's record holds no current score for it (none cached, or one of a stage-1 run's earlier weights), else None."
+    from avss_nb.runs import load_record, stale_prior
     from avss_nb.two_stage import PriorSource
     rec, prior = load_record(spec.key()), labels.get('prior')
-    if prior is None or rec is None or rec.get('status') != 'done': return None   # no other prior, or trained (and scored) anyway
-    return None if f"{spec.dataset}|test|{PriorSource.parse(prior)}" in rec.get('evaluations', {}) else prior
+    if rec is None or rec.get('status') != 'done': return None                     # trained (and scored) anyway
+    if prior is None:                                                               # the record's own test score
+        return spec.eval_prior if stale_prior((rec.get('priors') or {}).get('eval')) else None
+    cached = rec.get('evaluations', {}).get(f"{spec.dataset}|test|{PriorSource.parse(prior)}")
+    return prior if cached is None or stale_prior(cached.get('prior_source')) else None
 
 def weight_specs(names, dataset:str, preset:str, seeds, priors_from:str='stage1') -> list:
     "The runs whose weights experiments `names` load, for `train_runs(weights=...)`: every run of the robustness test and the figures, and each table run that must be scored with a prior its record has no evaluation for, with the stage-1 run behind a `run:` prior."

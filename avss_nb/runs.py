@@ -20,10 +20,10 @@ from .config import git_revision   # lives below the registry (pretraining recor
 
 # %% auto #0
 __all__ = ['TASKS', 'AUDIO_INPUTS', 'DATASET_SOURCES', 'parse_dataset', 'build_dataset', 'RunSpec', 'build_model', 'train_config',
-           'run_dir', 'record_path', 'load_record', 'machine_info', 'describe_device', 'epoch_line', 'weights_digest',
-           'kept_evaluations', 'write_record', 'load_run_model', 'data_identity', 'evaluate_run', 'run_priors_dir',
-           'ensure_run_priors', 'with_priors', 'acquire_run_lock', 'train_run', 'list_runs', 'runs_table',
-           'add_spec_args', 'spec_from_args', 'add_cli']
+           'run_dir', 'record_path', 'load_record', 'machine_info', 'describe_device', 'stale_prior', 'epoch_line',
+           'weights_digest', 'kept_evaluations', 'write_record', 'load_run_model', 'data_identity', 'evaluate_run',
+           'run_priors_dir', 'ensure_run_priors', 'with_priors', 'acquire_run_lock', 'train_run', 'list_runs',
+           'runs_table', 'add_spec_args', 'spec_from_args', 'add_cli']
 
 # %% ../nbs/14_runs.ipynb #cd510c7a
 TASKS = ('binary', 'semantic')
@@ -236,8 +236,20 @@ def _datasets(spec:RunSpec, split:str, settings:Settings, prior:str|None=None, d
     from avss_nb.data import TrainProtocol
     return TrainProtocol(ds, spec.train_frames, spec.empty_v1m if spec.task == 'binary' else 'train')
 
-def _prior_info(ds) -> dict|None:
-    return ds.describe() if hasattr(ds, 'describe') else None
+def _prior_info(ds, settings:Settings|None=None) -> dict|None:
+    "What a dataset's priors are (`WithPrior.describe`); a stage-1 run's priors also name that run's weights (`weights_sha256`)."
+    info = ds.describe() if hasattr(ds, 'describe') else None
+    if info and str(info.get('source', '')).startswith('run:'):
+        info = dict(info, weights_sha256=(load_record(info['source'][4:], settings) or {}).get('weights_sha256'))
+    return info
+
+def stale_prior(info:dict|None,                # a `_prior_info`: a record's `priors['eval']` or an evaluation's `prior_source`
+                settings:Settings|None=None,
+               ) -> bool:
+    "Whether `info` names a stage-1 run's priors made by other weights than that run's current ones (an unknown digest is not stale)."
+    if not info or not str(info.get('source', '')).startswith('run:') or info.get('weights_sha256') is None: return False
+    current = (load_record(info['source'][4:], settings) or {}).get('weights_sha256')
+    return current is not None and current != info['weights_sha256']
 
 def _summary(metrics:dict) -> dict:
     "Scalars only (per-class lists stay in the full metrics)."
@@ -305,7 +317,7 @@ def _train_run(spec:RunSpec,                 # what to train
     if best.is_file(): load_weights(unwrap(trainer.model), best)
     rec = dict(hash=h, spec=spec.to_dict(), status='done',
                metrics=dict(val=(result['best'] or {}).get('metrics', {})), best_epoch=(result['best'] or {}).get('epoch'),
-               history=result['history'], priors=dict(train=_prior_info(train_ds), eval=_prior_info(val_ds)))
+               history=result['history'], priors=dict(train=_prior_info(train_ds, settings), eval=_prior_info(val_ds, settings)))
     if test:
         test_ds = _datasets(spec, 'test', settings)
         full = evaluate(trainer.model, test_ds, spec.task, cfg.eval_batch_size, trainer.device, amp=cfg.amp, progress=progress)
@@ -392,6 +404,9 @@ def evaluate_run(run:'RunSpec|str',            # spec or hash of a finished run
     key = '|'.join([dataset or spec.dataset, split, prior])
     data_id = data_identity(dataset or spec.dataset, spec.preset, settings)
     cached = rec.get('evaluations', {}).get(key)
+    if cached is not None and not force and stale_prior(cached.get('prior_source'), settings):
+        warnings.warn(f"run {h}: the cached evaluation {key!r} scored priors of {prior[4:]}'s earlier weights; scoring again")
+        cached = None
     if cached is not None and not force:
         if isinstance(cached.get('data'), dict) and _same_data(cached['data'], data_id): return cached
         if 'data' not in cached:                                                           # written before data identities
@@ -406,7 +421,7 @@ def evaluate_run(run:'RunSpec|str',            # spec or hash of a finished run
     ds = _datasets(spec, split, settings, prior=prior, dataset=dataset)
     cfg = TrainConfig(**{k: v for k, v in rec['train_config'].items() if k != 'betas'})
     metrics = evaluate(model, ds, spec.task, cfg.eval_batch_size, progress=progress)
-    out = dict(_summary(metrics), prior_source=_prior_info(ds), data=data_id)
+    out = dict(_summary(metrics), prior_source=_prior_info(ds, settings), data=data_id)
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
         rec = load_record(h, settings)

@@ -112,3 +112,29 @@ def test_weight_specs_adds_table_runs_whose_prior_evaluation_is_not_cached(tmp_p
     assert {s.key() for s in weight_specs(['table2'], 'toy', 'smoke', [0])} == {spec.key(), low.key()}   # no record: trained anyway
     write_record(dict(load_record(spec.key()), evaluations=dict(cached, **{f"{spec.dataset}|test|{prior['low']}": {}})))
     assert weight_specs(['table2', 'table1'], 'toy', 'smoke', [0]) == []
+
+def test_a_stage1_retrain_with_other_weights_makes_the_stage2_scores_stale(tmp_path, monkeypatch):
+    """A stage-2 score names the stage-1 weights whose priors it read. Once that stage-1 run has other weights (retrained on
+    another machine), the score is stale: the table run needs its weights again, to be scored with the new priors."""
+    from avss_nb.reproduce import table2_runs, table4_runs, unscored_prior
+    from avss_nb.runs import write_record
+    monkeypatch.setenv('AVSS_RUNS_DIR', str(tmp_path/'runs'))
+    stage1, rows = table2_runs('toy', 'smoke', [0])
+    low = next(s1 for s1, labels in stage1 if labels['level'] == 'low')
+    spec, labels = next((s, l) for s, l in rows if l.get('prior') == f'run:{low.key()}')
+    write_record(dict(hash=low.key(), spec=low.to_dict(), status='done', metrics={}, weights_sha256='1' * 16))
+    source = dict(source=f'run:{low.key()}', weights_sha256='1' * 16)
+    write_record(dict(hash=spec.key(), spec=spec.to_dict(), status='done', metrics={},
+                      evaluations={f"{spec.dataset}|test|{labels['prior']}": dict(prior_source=source)}))
+    assert unscored_prior(spec, labels) is None
+    write_record(dict(load_record(low.key()), weights_sha256='2' * 16))         # stage 1 retrained: other weights
+    assert unscored_prior(spec, labels) == labels['prior']
+    final, actual = next((s, l) for s, l in table4_runs('toy', 'smoke', [0]) if 'prior' not in l)   # its own test score, stage-1 prior
+    from avss_nb.reproduce import stage1_spec
+    s1 = stage1_spec('toy', 'smoke').key()
+    assert final.eval_prior == f'run:{s1}'
+    write_record(dict(hash=s1, spec=stage1_spec('toy', 'smoke').to_dict(), status='done', metrics={}, weights_sha256='1' * 16))
+    write_record(dict(hash=final.key(), spec=final.to_dict(), status='done', metrics={}, priors=dict(eval=dict(source=final.eval_prior, weights_sha256='1' * 16))))
+    assert unscored_prior(final, actual) is None
+    write_record(dict(load_record(s1), weights_sha256='2' * 16))
+    assert unscored_prior(final, actual) == final.eval_prior

@@ -47,6 +47,8 @@ def test_smoke_two_stage_pipeline(tmp_path):
     h2 = s2['hash']
     rec2 = json.loads((runs/f'{h2}.json').read_text())
     assert rec2['spec']['eval_prior'] == f'run:{h1}' and rec2['spec']['train_prior'] == 'gt' and rec2['spec']['priors'] == 'all'
+    rec1 = json.loads((runs/f'{h1}.json').read_text())              # the priors name the stage-1 weights that made them
+    assert rec1['weights_sha256'] and rec2['priors']['eval']['weights_sha256'] == rec1['weights_sha256']
     # the test evaluation used the exported stage-1 priors: their measured quality equals export-priors' number
     assert abs(rec2['metrics']['test']['prior_miou'] - exported['test']['miou']) < 1e-6
     for key in ('git', 'device', 'wall_s', 'preset', 'seed', 'train_config', 'history', 'checkpoint'):
