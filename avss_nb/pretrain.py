@@ -218,7 +218,8 @@ def pretrain_run(spec:PretrainSpec,   # what to pretrain
     weights = dict(encoder='encoder.safetensors')
     meta = dict(pretrain=spec.key(), kind=spec.kind)
     atomic_write(folder/weights['encoder'], lambda p: save_file(enc, str(p), metadata=meta))
-    if spec.kind == 'visual':
+    from avss_nb.backbone import is_swin
+    if spec.kind == 'visual' and not is_swin(spec.encoder):   # a Swin is read as VisualEncoder names by every model
         weights['timm'] = 'timm.safetensors'
         timm_state = encoder_to_timm(enc, spec.encoder, getattr(model.encoder, 'kwargs', spec.kwargs()))   # VisualEncoder's kwargs (always_partition)
         atomic_write(folder/weights['timm'], lambda p: save_file(timm_state, str(p), metadata=meta))
