@@ -396,11 +396,13 @@ def _peak(fn, device:torch.device) -> float:
     fn()
     return _peak_memory_mib(device)
 
-def _runners(model:nn.Module, forward, amp, train_loss=None) -> tuple:
+def _runners(model:nn.Module, forward, amp, train_loss=None,
+             fused:bool|None=None, # AdamW's fused kernel (None: where torch has it, as both trainers build it)
+            ) -> tuple:
     "(inference call, training-step call) for one model; the step's loss is `train_loss()`, or the stand-in loss of `forward()`."
     dev_type = next(model.parameters()).device.type
     ctx = (lambda: torch.autocast(dev_type, dtype=amp)) if amp is not None else (lambda: torch.autocast(dev_type, enabled=False))
-    fused = dev_type in ('cpu', 'cuda')   # as both trainers build it: ours (train.make_optimizer) and HF Trainer's default 'adamw_torch_fused'
+    if fused is None: fused = dev_type in ('cpu', 'cuda')   # ours (train.make_optimizer) and HF Trainer's default 'adamw_torch_fused'
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=fused)
     def infer():
         model.eval()

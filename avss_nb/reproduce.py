@@ -389,8 +389,8 @@ def weight_specs(names, dataset:str, preset:str, seeds, priors_from:str='stage1'
             prior = unscored_prior(spec, labels)
             if prior is None: continue
             out.setdefault(spec.key(), spec)
-            if prior.startswith('run:') and load_record(prior[4:]) is not None:
-                stage1 = RunSpec.from_dict(load_record(prior[4:])['spec']); out.setdefault(stage1.key(), stage1)
+            stage1 = load_record(prior[4:]) if prior.startswith('run:') else None
+            if stage1 is not None: out.setdefault(stage1['hash'], RunSpec.from_dict(stage1['spec']))
     return list(out.values())
 
 

@@ -9,15 +9,16 @@ from avss_nb.runs import build_dataset, load_record
 
 @torch.no_grad()
 def audio_terms(model, dataset) -> tuple:
-    "Per audio example: the projected audio `a` [M,D], the audio term added to each query [M,Q,D], its class and its video."
-    gen, embs, terms, classes, videos = model.audio_queries, [], [], [], []
+    "Per audio example: the encoder embedding [M,128], the projected audio `a` [M,D], the audio term added to each query [M,Q,D], its class and its video."
+    gen, encoded, embs, terms, classes, videos = model.audio_queries, [], [], [], [], []
     for i in range(len(dataset)):
         item = dataset[i]
-        a = gen.audio_proj(model.audio_encoder(item['audio']))                        # [T,D]
+        encoded.append(model.audio_encoder(item['audio']))                            # [T,128]
+        a = gen.audio_proj(encoded[-1])                                               # [T,D]
         if gen.audio_norm is not None: a = gen.audio_norm(a)
         sim = F.cosine_similarity(gen.queries_embedder.weight[None], a[:, None], dim=-1) if gen.mode == 'adaptive' else torch.ones(len(a), gen.queries_embedder.num_embeddings)
         embs.append(a); terms.append(sim[..., None] * a[:, None]); classes += [item.get('category', '?')] * len(a); videos += [item['id']] * len(a)
-    return torch.cat(embs), torch.cat(terms), classes, videos
+    return torch.cat(encoded), torch.cat(embs), torch.cat(terms), classes, videos
 
 def nearest_centroid_accuracy(x:torch.Tensor, classes:list, videos:list) -> float:
     "Share of audio examples whose nearest class centroid (cosine), built from the other videos' examples only, is their own class."
@@ -39,7 +40,7 @@ if __name__ == '__main__':
     spec = task_spec('aavs', args.task, 'freeavs', 'quick', 0)
     t = time.time(); model = run_model(spec, progress=False).eval()
     ds = build_dataset(spec.dataset, args.split, spec.task, spec.preset)
-    a, term, classes, videos = audio_terms(model, ds)
+    emb, a, term, classes, videos = audio_terms(model, ds)
     content = model.audio_queries.queries_features.weight.detach()                     # [Q,D]
     term_norm = term.norm(dim=-1)                                                      # [M,Q]
     spread = (term - term.mean(0, keepdim=True)).norm(dim=-1)                          # [M,Q] distance from the mean term
@@ -54,9 +55,6 @@ if __name__ == '__main__':
                audio_term_spread_over_content=float((spread / content.norm(dim=-1)[None]).mean()),
                projected_audio_cosine_same_class=float(cos[same & off].mean()), projected_audio_cosine_other_class=float(cos[~same].mean()),
                projected_audio_nearest_centroid_accuracy=nearest_centroid_accuracy(a, classes, videos),
-               encoder_embedding_nearest_centroid_accuracy=None, seconds=None)
-    with torch.no_grad(): emb = torch.cat([model.audio_encoder(ds[i]['audio']) for i in range(len(ds))])
-    out['encoder_embedding_nearest_centroid_accuracy'] = nearest_centroid_accuracy(emb, classes, videos)
-    out['seconds'] = round(time.time() - t)
+               encoder_embedding_nearest_centroid_accuracy=nearest_centroid_accuracy(emb, classes, videos), seconds=round(time.time() - t))
     path = f'results/bench/audio-term-aavs-{args.task}-{spec.key()}-{args.split}.json'
     json.dump(out, open(path, 'w'), indent=1); print(path, json.dumps(out, indent=1), flush=True)

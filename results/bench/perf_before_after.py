@@ -9,7 +9,7 @@ import torch
 import criterion_reference as reference_criterion
 from deform_reference import ms_deform_attn as reference_deform_attn
 import avss_nb.backbone as backbone, avss_nb.criterion as criterion
-from avss_nb.aavs import (AAVSConfig, build_aavs, hf_mask2former_config, profile_train_step, _interleaved, _rate_stats,
+from avss_nb.aavs import (AAVSConfig, build_aavs, hf_mask2former_config, _runners, _interleaved, _rate_stats,
                           _random_target, _loadavg)
 from avss_nb.config import get_preset, apply_threads
 from avss_nb.criterion import CriterionConfig, semantic_targets
@@ -56,26 +56,11 @@ if __name__ == '__main__':
     hf_cfg = hf_mask2former_config(cfg, model.backbone); hf_cfg.train_num_points = pre.train_points
     hf = Mask2FormerForUniversalSegmentation(hf_cfg)
     images, segs = batch['frames'].flatten(0, 1), semantic_targets(batch['target'], num_classes=cfg.num_classes)
-    params = [q for q in model.parameters() if q.requires_grad]
-    opt_before, opt_now = torch.optim.AdamW(params, lr=1e-5), torch.optim.AdamW(params, lr=1e-5, fused=True)
-    opt_hf = torch.optim.AdamW(hf.parameters(), lr=1e-5, fused=True)          # HF Trainer's default: adamw_torch_fused
-    def aavs_step(opt):
-        model.train(); loss = criterion.SetCriterion(CriterionConfig.from_preset(pre, args.task))(model(batch), batch)['loss']
-        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-    def before_step():
-        with unoptimised(): aavs_step(opt_before)
-    def now_step(): aavs_step(opt_now)
-    def hf_step():
-        hf.train(); loss = hf(pixel_values=images, mask_labels=[t['masks'] for t in segs], class_labels=[t['labels'] for t in segs]).loss
-        loss.backward(); opt_hf.step(); opt_hf.zero_grad(set_to_none=True)
-    def infer(fn):
-        def call():
-            with torch.no_grad(): fn()
-        return call
-    def before_infer():
-        with unoptimised(): model.eval(); infer(lambda: model(batch))()
-    def now_infer(): model.eval(); infer(lambda: model(batch))()
-    def hf_infer(): hf.eval(); infer(lambda: hf(pixel_values=images))()
+    aavs_loss = lambda: criterion.SetCriterion(CriterionConfig.from_preset(pre, args.task))(model(batch), batch)['loss']   # the class in force
+    hf_loss = lambda: hf(pixel_values=images, mask_labels=[t['masks'] for t in segs], class_labels=[t['labels'] for t in segs]).loss
+    before_infer, before_step = [unoptimised()(f) for f in _runners(model, lambda: model(batch), None, aavs_loss, fused=False)]   # for-loop AdamW
+    now_infer, now_step = _runners(model, lambda: model(batch), None, aavs_loss)                 # fused AdamW, as the trainer
+    hf_infer, hf_step = _runners(hf, lambda: hf(pixel_values=images), None, hf_loss)            # HF Trainer's default: fused too
     names = ['AAVS before (unoptimised path)', 'AAVS now', 'HF Mask2Former']
     load = [_loadavg()]
     timed = dict(infer_fps=_interleaved([before_infer, now_infer, hf_infer], args.steps, args.warmup, torch.device('cpu')))
@@ -84,12 +69,9 @@ if __name__ == '__main__':
     rows = [dict(model=m) for m in names]
     for key, times in timed.items():
         for row, secs in zip(rows, times): _rate_stats(row, key, [n / t for t in secs])
-    ratios = {}
-    for key, times in timed.items():
-        for (a, b) in [(1, 0), (1, 2), (0, 2)]:
-            r = dict(model=f'{names[a]} / {names[b]}'); _rate_stats(r, key, [tb / ta for ta, tb in zip(times[a], times[b])])
-            ratios.setdefault((a, b), r).update(r)
-    rows += list(ratios.values())
+    for a, b in [(1, 0), (1, 2), (0, 2)]:                                                   # one ratio per pair of adjacent steps
+        rows.append(dict(model=f'{names[a]} / {names[b]}'))
+        for key, times in timed.items(): _rate_stats(rows[-1], key, [tb / ta for ta, tb in zip(times[a], times[b])])
     profiles = {'AAVS before, train step': op_profile(before_step), 'AAVS now, train step': op_profile(now_step),
                 'HF, train step': op_profile(hf_step), 'AAVS now, inference': op_profile(now_infer), 'HF, inference': op_profile(hf_infer)}
     rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()
